@@ -1,0 +1,69 @@
+//! Parse and expansion errors.
+
+use crate::span::Span;
+use serde::{Deserialize, Serialize};
+
+/// A Dockerfile that cannot be parsed: where and why.
+///
+/// `Display` gives `LINE:COL: message`; [`ParseError::render`] prefixes a file name, which is the
+/// one-line form the CLI prints (`Dockerfile:3:1: unknown instruction: RUNN (did you mean RUN?)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{line}:{column}: {message}")]
+pub struct ParseError {
+    /// 1-based line of the offending instruction (or line).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Last line of the offending instruction.
+    pub end_line: usize,
+    /// What is wrong, without location.
+    pub message: String,
+}
+
+impl ParseError {
+    /// An error at `span` with `message`.
+    pub fn at(span: Span, message: impl Into<String>) -> Self {
+        ParseError {
+            line: span.line,
+            column: span.column,
+            end_line: span.end_line,
+            message: message.into(),
+        }
+    }
+
+    /// `FILE:LINE:COL: message`, e.g. `Dockerfile:4:1: FROM requires either one or three arguments`.
+    pub fn render(&self, file_name: &str) -> String {
+        format!(
+            "{file_name}:{}:{}: {}",
+            self.line, self.column, self.message
+        )
+    }
+
+    /// The span the error points at.
+    pub fn span(&self) -> Span {
+        Span::new(self.line, self.column, self.end_line)
+    }
+}
+
+/// Word expansion failed (bad substitution, `${V:?msg}` on an unset variable, unterminated
+/// quote, ...). The message is BuildKit's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ExpandError {
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ExpandError {
+    /// An expansion error with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        ExpandError {
+            message: message.into(),
+        }
+    }
+
+    /// Turns this into a [`ParseError`] located at `span`.
+    pub fn at(&self, span: Span) -> ParseError {
+        ParseError::at(span, self.message.clone())
+    }
+}

@@ -1,0 +1,2 @@
+FROM a
+COPY --chmod=888 a /b

@@ -1,0 +1,2 @@
+FROM a
+COPY --chown=:staff a /b

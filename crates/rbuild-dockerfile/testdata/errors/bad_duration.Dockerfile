@@ -1,0 +1,2 @@
+FROM a
+HEALTHCHECK --interval=5 CMD true

@@ -1,0 +1,2 @@
+FROM a
+RUN --mount=type=bind,uid=1,target=/x true

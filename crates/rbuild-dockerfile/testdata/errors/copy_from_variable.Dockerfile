@@ -1,0 +1,3 @@
+FROM a AS b
+FROM c
+COPY --from=$B x /y

@@ -1,0 +1,2 @@
+FROM a
+HEALTHCHECK --timeout=10us CMD true

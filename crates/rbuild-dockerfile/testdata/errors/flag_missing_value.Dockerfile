@@ -1,0 +1,2 @@
+FROM a
+COPY --exclude a /b

@@ -1,0 +1,2 @@
+FROM a
+COPY --mount=type=bind a /b

@@ -1,0 +1,2 @@
+FROM a
+COPY --form=x a /b

@@ -1,0 +1,57 @@
+//! The one error type of this crate.
+
+/// Everything that can be wrong with an OCI value: a malformed digest, reference, platform or
+/// media type, undecodable JSON, or a decoded document that fails `validate()`.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    /// A digest string does not follow the OCI grammar `algorithm:encoded`.
+    #[error("invalid digest {input:?}: {reason}")]
+    InvalidDigest {
+        /// The rejected text.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An image reference cannot be parsed.
+    #[error("invalid image reference {input:?}: {reason}")]
+    InvalidReference {
+        /// The rejected text.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A platform string such as `linux/arm64/v8` cannot be parsed.
+    #[error("invalid platform {input:?}: {reason}")]
+    InvalidPlatform {
+        /// The rejected text.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A JSON document could not be decoded.
+    #[error("cannot decode {what}: {source}")]
+    Json {
+        /// Which kind of document (for example `image manifest`).
+        what: &'static str,
+        /// The decoder's error, with line and column.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A decoded document breaks a rule of the OCI or Docker specification.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// Which kind of document or field (for example `image config`).
+        what: &'static str,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+}
+
+impl OciError {
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        OciError::Invalid {
+            what,
+            reason: reason.into(),
+        }
+    }
+}

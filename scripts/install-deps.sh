@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what rbuild's tests and examples need on a fresh Debian machine (run as root, or
+# with sudo available). Safe to run again: apt skips what is already there.
+set -euo pipefail
+
+packages=(
+  docker-registry   # the CNCF Distribution server the registry tests push to and pull from
+  busybox-static    # the test kit makes base images from it (no image can be pulled here)
+  uidmap            # newuidmap/newgidmap for rootless RUN with a full id range
+  skopeo            # independent client that checks our layouts, archives and pushes
+  umoci             # independent OCI layout reader
+  buildah           # the differential oracle for Dockerfile behaviour
+  util-linux        # unshare, runuser, setpriv for namespace and non-root tests
+  passwd            # useradd for the non-root tests
+  attr              # getfattr/setfattr for xattr checks
+  openssl
+  ca-certificates
+  tar gzip zstd
+)
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo not found: install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+echo "install-deps: ok"

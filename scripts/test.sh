@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The one test command: installs the test dependencies, then runs every check and test of the
+# workspace. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test --workspace"
+cargo test --workspace --locked
