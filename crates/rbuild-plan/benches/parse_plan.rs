@@ -50,6 +50,9 @@ fn parse_plan(c: &mut Criterion) {
     let text = generate(2_000);
     assert!(text.lines().count() >= 2_000);
     let options = PlanOptions::default();
+    c.bench_function("parse only 2000-line Dockerfile", |b| {
+        b.iter(|| rbuild_dockerfile::parse(black_box(&text)).expect("parses"))
+    });
     c.bench_function("parse+plan 2000-line Dockerfile", |b| {
         b.iter(|| {
             let dockerfile = rbuild_dockerfile::parse(black_box(&text)).expect("parses");
