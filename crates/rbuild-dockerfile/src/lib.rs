@@ -42,6 +42,7 @@ mod error;
 mod expand;
 mod instructions;
 mod model;
+mod run_script;
 mod shell;
 mod span;
 mod suggest;
@@ -56,6 +57,7 @@ pub use model::{
     HealthcheckCommand, Heredoc, Instruction, KeyValue, LabelInstruction, Mount, MountType,
     NetworkMode, OnbuildInstruction, RunInstruction, SecurityMode, Stage, Warning,
 };
+pub use run_script::RunScript;
 pub use shell::{
     expand_word, expand_words, go_quote, process as expand_with_options, EmptyEnvironment,
     Environment, Expanded as WordExpansion, LexOptions, Lookups,

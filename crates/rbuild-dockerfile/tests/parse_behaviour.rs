@@ -134,3 +134,76 @@ fn hostile_input_stays_bounded() {
     let stars = format!("FROM a\nARG V=${{X%{}}}\n", "*a".repeat(3_000));
     assert!(parse(&stars).is_ok());
 }
+
+/// The cases of BuildKit's `TestParseExtractsHeredoc`: which lines carry which heredocs.
+#[test]
+fn heredoc_extraction_matches_buildkit() {
+    let text = "FROM alpine:3.6\n\nENV NAME=me\n\nRUN ls\n\nUSER <<INVALID\nINVALID\n\n\
+RUN <<EMPTY\nEMPTY\n\nRUN 3<<EMPTY2\nEMPTY2\n\nRUN \"<<NOHEREDOC\"\n\n\
+RUN <<INDENT\n\tfoo\n\tbar\nINDENT\n\nRUN <<-UNINDENT\n\tbaz\n\tquux\nUNINDENT\n\n\
+RUN <<-UNINDENT2\n\tbaz\n\tquux\n\tUNINDENT2\n\nRUN <<-EXPAND\n\texpand $NAME\nEXPAND\n\n\
+RUN <<-'NOEXPAND'\n\tdon't expand $NAME\nNOEXPAND\n\n\
+RUN <<COPY\necho hello world\necho foo bar\nCOPY\n\n\
+RUN <<COMMENT\n# internal comment\necho hello world\necho foo bar # trailing comment\nCOMMENT\n\n\
+RUN --mount=type=cache,target=/foo <<MOUNT\necho hello\nMOUNT\n\n\
+COPY <<FILE1 <<FILE2 /dest\ncontent 1\nFILE1\ncontent 2\nFILE2\n\n\
+COPY <<EOF /quotes\n\"foo\"\n'bar'\nEOF\n\nCOPY <<X <<Y /dest\nY\nX\nX\nY\n\n\
+RUN <<COMPLEX python3\nprint('hello world')\nCOMPLEX\n\nCOPY <<file.txt /dest\nhello world\nfile.txt\n\n\
+RUN <<eo'f'\necho foo\neof\n\nRUN <<eo\\'f\necho foo\neo'f\n\nRUN <<'e'o\\'f\necho foo\neo'f\n\n\
+RUN <<'one two'\necho bar\none two\n\nRUN <<$EOF\n$EOF\n\nRUN <<  EOF\nEOF\n\nRUN <<  EOF  > foo\nEOF\n\t";
+    let tree = parse_syntax(text).unwrap();
+    // (name, content, expand, chomp, fd) per node after FROM.
+    type Doc = (&'static str, &'static str, bool, bool, u32);
+    let expected: Vec<Vec<Doc>> = vec![
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![("EMPTY", "", true, false, 0)],
+        vec![("EMPTY2", "", true, false, 3)],
+        vec![],
+        vec![("INDENT", "\tfoo\n\tbar\n", true, false, 0)],
+        vec![("UNINDENT", "\tbaz\n\tquux\n", true, true, 0)],
+        vec![("UNINDENT2", "\tbaz\n\tquux\n", true, true, 0)],
+        vec![("EXPAND", "\texpand $NAME\n", true, true, 0)],
+        vec![("NOEXPAND", "\tdon't expand $NAME\n", false, true, 0)],
+        vec![("COPY", "echo hello world\necho foo bar\n", true, false, 0)],
+        vec![(
+            "COMMENT",
+            "# internal comment\necho hello world\necho foo bar # trailing comment\n",
+            true,
+            false,
+            0,
+        )],
+        vec![("MOUNT", "echo hello\n", true, false, 0)],
+        vec![
+            ("FILE1", "content 1\n", true, false, 0),
+            ("FILE2", "content 2\n", true, false, 0),
+        ],
+        vec![("EOF", "\"foo\"\n'bar'\n", true, false, 0)],
+        vec![("X", "Y\n", true, false, 0), ("Y", "X\n", true, false, 0)],
+        vec![("COMPLEX", "print('hello world')\n", true, false, 0)],
+        vec![("file.txt", "hello world\n", true, false, 0)],
+        vec![("eof", "echo foo\n", false, false, 0)],
+        vec![("eo'f", "echo foo\n", true, false, 0)],
+        vec![("eo'f", "echo foo\n", false, false, 0)],
+        vec![("one two", "echo bar\n", false, false, 0)],
+        vec![("$EOF", "", true, false, 0)],
+        vec![("EOF", "", true, false, 0)],
+        vec![("EOF", "", true, false, 0)],
+    ];
+    assert_eq!(tree.nodes.len(), expected.len() + 1);
+    for (i, want) in expected.iter().enumerate() {
+        let node = &tree.nodes[i + 1];
+        let got: Vec<Doc> = node
+            .heredocs
+            .iter()
+            .map(|h| {
+                let name: &'static str = Box::leak(h.name.clone().into_boxed_str());
+                let content: &'static str = Box::leak(h.content.clone().into_boxed_str());
+                (name, content, h.expand, h.chomp, h.fd)
+            })
+            .collect();
+        assert_eq!(&got, want, "node {} ({})", i + 1, node.original);
+    }
+}

@@ -290,6 +290,10 @@ impl Lexer<'_> {
                 let tmp = self.process_dollar()?;
                 result.push_str(&tmp);
                 words.add_string(&tmp);
+            } else if ch == '<' {
+                let tmp = self.process_possible_heredoc();
+                result.push_str(&tmp);
+                words.add_raw_string(&tmp);
             } else if !self.options.skip_process_quotes && ch == '\'' {
                 let tmp = self.process_single_quote()?;
                 result.push_str(&tmp);
@@ -322,6 +326,22 @@ impl Lexer<'_> {
             ));
         }
         Ok((result, words.finish()))
+    }
+
+    /// `<<` keeps the blanks after it in the same word, so `<< EOF` is one word (BuildKit's
+    /// `processPossibleHeredoc`); the text itself is unchanged.
+    fn process_possible_heredoc(&mut self) -> String {
+        self.next(); // '<'
+        if self.peek() != Some('<') {
+            return "<".to_string();
+        }
+        self.next();
+        let mut out = "<<".to_string();
+        while let Some(c @ (' ' | '\t' | '\r')) = self.peek() {
+            out.push(c);
+            self.next();
+        }
+        out
     }
 
     fn process_single_quote(&mut self) -> Result<String, ExpandError> {

@@ -96,6 +96,52 @@ mod tests {
     }
 
     #[test]
+    fn blanks_after_the_marker() {
+        let names = |line: &str| -> Vec<String> {
+            heredocs_from_line(line)
+                .unwrap()
+                .into_iter()
+                .map(|d| d.name)
+                .collect()
+        };
+        assert_eq!(names("RUN <<  EOF"), vec!["EOF"]);
+        assert_eq!(names("RUN <<  EOF  > foo"), vec!["EOF"]);
+        assert_eq!(names("RUN << -EOF"), vec!["-EOF"]);
+        assert_eq!(names("RUN '<<EOF'"), Vec::<String>::new());
+        assert_eq!(names("RUN \"<<EOF\""), Vec::<String>::new());
+        assert_eq!(names("RUN cat<<EOF"), Vec::<String>::new());
+        assert_eq!(names("RUN <<eo\\'f"), vec!["eo'f"]);
+        assert_eq!(names("RUN <<$EOF"), vec!["$EOF"]);
+        assert_eq!(names("RUN <<'one two'"), vec!["one two"]);
+    }
+
+    #[test]
+    fn quoting_turns_expansion_off() {
+        let h = parse_heredoc_word("<<eo'f'").unwrap().unwrap();
+        assert_eq!((h.name.as_str(), h.expand), ("eof", false));
+        let h = parse_heredoc_word("<<'e'o\\'f").unwrap().unwrap();
+        assert_eq!((h.name.as_str(), h.expand), ("eo'f", false));
+        for bad in ["<<'EOF", "<<\"EOF", "<<EOF'", "<<EOF\""] {
+            assert!(parse_heredoc_word(bad).is_err(), "{bad}");
+        }
+        for not in ["", "EOF", "<<", "<<-", "<EOF", "<<<EOF", "<<EOF sh"] {
+            assert!(parse_heredoc_word(not).unwrap().is_none(), "{not}");
+        }
+        for ok in [
+            "<<EOF",
+            "<<'EOF'",
+            "<<\"EOF\"",
+            "<<-EOF",
+            "<<-'EOF'",
+            "<<EO\"F\"",
+            "<< EOF",
+            "<<- EOF",
+        ] {
+            assert_eq!(parse_heredoc_word(ok).unwrap().unwrap().name, "EOF", "{ok}");
+        }
+    }
+
+    #[test]
     fn several_on_a_line() {
         let docs = heredocs_from_line("RUN <<A cat - <<\"B\" > /x").unwrap();
         assert_eq!(
