@@ -1,0 +1,98 @@
+//! The producer side of the write pipeline: tar bytes are gathered into fixed-size chunks,
+//! hashed (the diffID) and handed over a bounded channel to the compressing thread. Used
+//! buffers come back on a second channel, so the pipeline holds at most a few chunks in memory
+//! whatever the layer's size.
+
+use std::io::{self, Read};
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use rbuild_oci::{Digest, Sha256Hasher};
+
+/// The size of one chunk handed to the compressor.
+pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
+
+/// Collects tar bytes into chunks and sends full chunks to the compressing thread.
+pub(crate) struct ChunkSink {
+    buf: Vec<u8>,
+    filled: usize,
+    hasher: Sha256Hasher,
+    tx: SyncSender<Vec<u8>>,
+    recycled: Receiver<Vec<u8>>,
+}
+
+impl ChunkSink {
+    pub(crate) fn new(tx: SyncSender<Vec<u8>>, recycled: Receiver<Vec<u8>>) -> Self {
+        ChunkSink {
+            buf: vec![0; CHUNK_SIZE],
+            filled: 0,
+            hasher: Sha256Hasher::new(),
+            tx,
+            recycled,
+        }
+    }
+
+    /// Appends `data`.
+    pub(crate) fn write_bytes(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = data.len().min(CHUNK_SIZE - self.filled);
+            self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+            self.filled += n;
+            data = &data[n..];
+            if self.filled == CHUNK_SIZE {
+                self.send_chunk()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `len` bytes read from `src` straight into the chunk buffers (no extra copy).
+    /// Returns how many bytes were copied: fewer than `len` when `src` ended early.
+    pub(crate) fn copy_from(&mut self, src: &mut impl Read, len: u64) -> io::Result<u64> {
+        let mut copied = 0u64;
+        while copied < len {
+            let room = CHUNK_SIZE - self.filled;
+            let want = room.min(usize::try_from(len - copied).unwrap_or(usize::MAX));
+            let n = match src.read(&mut self.buf[self.filled..self.filled + want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.filled += n;
+            copied += n as u64;
+            if self.filled == CHUNK_SIZE {
+                self.send_chunk()?;
+            }
+        }
+        Ok(copied)
+    }
+
+    /// Sends what is left and returns the digest and length of everything written.
+    pub(crate) fn finish(mut self) -> io::Result<(Digest, u64)> {
+        if self.filled > 0 {
+            self.send_chunk()?;
+        }
+        // The end-of-stream marker: no data chunk is ever empty.
+        self.tx.send(Vec::new()).map_err(|_| stopped())?;
+        Ok(self.hasher.finish())
+    }
+
+    fn send_chunk(&mut self) -> io::Result<()> {
+        self.hasher.update(&self.buf[..self.filled]);
+        let next = match self.recycled.try_recv() {
+            Ok(mut buf) => {
+                buf.resize(CHUNK_SIZE, 0);
+                buf
+            }
+            Err(_) => vec![0; CHUNK_SIZE],
+        };
+        let mut full = std::mem::replace(&mut self.buf, next);
+        full.truncate(self.filled);
+        self.filled = 0;
+        self.tx.send(full).map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the compressing thread stopped")
+}

@@ -1,0 +1,104 @@
+//! The one error type of this crate.
+
+use std::io;
+use std::path::PathBuf;
+
+use rbuild_oci::Digest;
+
+/// Everything that can go wrong while finding changes, writing a layer or applying one.
+///
+/// Each variant names the file or the layer entry it is about, so that its one-line `Display`
+/// tells a user what is wrong and where.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// A system call on a file failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`reading`, `creating`, ...).
+        op: &'static str,
+        /// The file it was done to.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A path given to this crate is not a clean relative path inside the tree.
+    #[error("invalid path {}: {reason}", path.display())]
+    InvalidPath {
+        /// The rejected path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A file changed while it was being written into a layer.
+    #[error("{} changed while it was being written into the layer ({reason})", path.display())]
+    FileChanged {
+        /// The file.
+        path: PathBuf,
+        /// What was seen.
+        reason: String,
+    },
+    /// Something this crate deliberately does not handle (for example overlayfs `redirect_dir`).
+    #[error("unsupported: {} {what}", path.display())]
+    Unsupported {
+        /// The file it was found on.
+        path: PathBuf,
+        /// What is not supported.
+        what: String,
+    },
+    /// A layer entry would create or change something outside the target directory, or is
+    /// otherwise unsafe; the layer is refused.
+    #[error("layer entry {entry:?} refused: {reason}")]
+    UnsafeEntry {
+        /// The entry's name as it appears in the tar (lossily decoded).
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The layer is not a well-formed tar (truncated, bad header, unsupported entry type...).
+    #[error("malformed layer at {entry}: {reason}")]
+    Malformed {
+        /// The entry (or `entry #N` when no name could be read).
+        entry: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The uncompressed layer does not hash to the expected diffID.
+    #[error("layer diffID mismatch: expected {expected}, got {actual}")]
+    DiffIdMismatch {
+        /// The diffID the caller expected.
+        expected: Digest,
+        /// The diffID of the bytes read.
+        actual: Digest,
+    },
+    /// Writing the layer stream failed.
+    #[error("writing the layer stream: {0}")]
+    Output(#[source] io::Error),
+    /// A worker thread of the write pipeline panicked (a bug).
+    #[error("layer write pipeline failed: {0}")]
+    Pipeline(&'static str),
+}
+
+impl LayerError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        LayerError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn unsafe_entry(entry: &[u8], reason: impl Into<String>) -> Self {
+        LayerError::UnsafeEntry {
+            entry: String::from_utf8_lossy(entry).into_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn malformed(entry: &[u8], reason: impl Into<String>) -> Self {
+        LayerError::Malformed {
+            entry: String::from_utf8_lossy(entry).into_owned(),
+            reason: reason.into(),
+        }
+    }
+}
