@@ -15,7 +15,8 @@ packages=(
   attr              # getfattr/setfattr for xattr checks
   openssl
   ca-certificates
-  tar gzip zstd
+  tar gzip zstd coreutils
+  time              # /usr/bin/time for the benchmarks' peak RSS
 )
 
 sudo=""

@@ -1,0 +1,60 @@
+//! `rbuild-registry`: an OCI distribution client for pulling base images and pushing results
+//! to any registry (Docker Hub, GitLab, Harbor, ECR, GCR, GHCR, a plain Distribution server).
+//!
+//! - **Credentials** in Docker's order ([`CredentialChain`]): `credHelpers` → `credsStore` →
+//!   `auths` from `config.json`/`auth.json`, then GitLab's `CI_REGISTRY*` variables;
+//!   [`write_login`] stores a login as `docker login` does.
+//! - **Authentication**: Basic and Bearer challenges, tokens cached per [`Scope`]; a push asks
+//!   in one token request for push on the destination and pull on the mount sources.
+//! - **Pull** ([`RegistryClient::pull_image`]): index → platform, blobs streamed into a
+//!   [`BlobSink`], verified by digest as they arrive, resumed with `Range` after a break.
+//! - **Push** ([`RegistryClient::push_image`]): per blob HEAD → cross-repository mount →
+//!   upload (one PUT, or PATCH chunks + PUT), several at once, manifest last.
+//! - **Retries** ([`RetryPolicy`]) on connection errors, 5xx and 429 (`Retry-After`), never
+//!   on authentication errors; every failure is a [`RegistryError`] naming host, action and
+//!   cause, with the registry's status and codes. Credentials are [`Secret`]s and never
+//!   appear in messages or logs.
+//!
+//! ```no_run
+//! use rbuild_oci::{Platform, Reference};
+//! use rbuild_registry::{CredentialChain, DirBlobs, RegistryClient, RegistryOptions};
+//!
+//! # async fn run() -> Result<(), rbuild_registry::RegistryError> {
+//! let client = RegistryClient::new(RegistryOptions::default(), CredentialChain::from_env());
+//! let blobs = DirBlobs::new("/tmp/layout");
+//! let source = Reference::parse("alpine:3.20").unwrap();
+//! let image = client.pull_image(&source, &Platform::host(), &blobs).await?;
+//! let destination = Reference::parse("registry.example:5000/team/alpine:3.20").unwrap();
+//! client
+//!     .push_image(&image.manifest_bytes, &image.media_type, &blobs, &[destination])
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod auth;
+mod blob;
+mod challenge;
+mod client;
+pub mod credentials;
+mod error;
+mod options;
+mod pull;
+mod push;
+mod retry;
+mod scope;
+mod secret;
+mod transport;
+mod transport_error;
+
+pub use blob::{BlobSink, BlobSource, BlobWrite, DirBlobs, MemoryBlobs};
+pub use challenge::{parse_challenges, preferred_challenge, Challenge};
+pub use client::RegistryClient;
+pub use credentials::{write_login, Credential, CredentialChain, CredentialError, FoundCredential};
+pub use error::{DigestMismatch, ErrorCode, RegistryError};
+pub use options::{is_loopback_host, Direction, Endpoint, PlainHttp, RegistryOptions};
+pub use pull::{FetchedManifest, PulledImage, MANIFEST_ACCEPT};
+pub use push::{BlobPush, PushOutcome};
+pub use retry::{parse_retry_after, RetryPolicy};
+pub use scope::Scope;
+pub use secret::{redact_url, Secret};
