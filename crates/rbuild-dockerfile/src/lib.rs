@@ -37,6 +37,21 @@
 //! let err = rbuild_dockerfile::parse("FROM a\nRUNN x\n").unwrap_err();
 //! assert_eq!(err.render("Dockerfile"), "Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)");
 //! ```
+//!
+//! ## Where rbuild is stricter or simpler than BuildKit (deliberately)
+//!
+//! - Input is `&str`: a Dockerfile that is not UTF-8 is refused by the caller.
+//! - Words that no variable value can make valid (an unterminated quote, `${`, a bad
+//!   pattern escape) are errors at parse time in every stage; BuildKit reports them only
+//!   when it builds the stage.
+//! - An `ONBUILD` trigger is parsed and checked with the Dockerfile; BuildKit checks it only
+//!   when a child image runs it.
+//! - `--chown` values are checked for shape (`user[:group]`, no empty part), and an
+//!   `ENV`/`LABEL` key that expands to nothing is an error.
+//! - `--flag` words are read per character; BuildKit reads them per byte and mangles
+//!   non-ASCII text in flag values.
+//! - Nesting is bounded (`${...}` 256 levels, JSON arrays 512, `ONBUILD ONBUILD` 16) so
+//!   hostile input cannot exhaust the stack.
 
 mod error;
 mod expand;
@@ -53,7 +68,7 @@ pub use expand::Expanded;
 pub use instructions::chmod::{validate_chmod, validate_chown};
 pub use model::{
     AddInstruction, ArgDecl, ArgInstruction, CacheSharing, CommandForm, CopyInstruction,
-    CopySource, Directives, Dockerfile, EnvInstruction, FromInstruction, Healthcheck,
+    CopySource, Device, Directives, Dockerfile, EnvInstruction, FromInstruction, Healthcheck,
     HealthcheckCommand, Heredoc, Instruction, KeyValue, LabelInstruction, Mount, MountType,
     NetworkMode, OnbuildInstruction, RunInstruction, SecurityMode, Stage, Warning,
 };

@@ -215,10 +215,21 @@ pub struct RunInstruction {
     pub mounts: Vec<Mount>,
     /// The raw `--mount` values (unexpanded), one per entry of `mounts`.
     pub mount_specs: Vec<String>,
+    /// `--device` flags (CDI device requests), in order; never expanded.
+    pub devices: Vec<Device>,
     /// `--network`.
     pub network: Option<NetworkMode>,
     /// `--security`.
     pub security: Option<SecurityMode>,
+}
+
+/// One `RUN --device=name[,required]` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// The CDI device name (`vendor.com/class=name`, or a bare name).
+    pub name: String,
+    /// Fail the build when the device is not available.
+    pub required: bool,
 }
 
 /// `RUN --network=` value.

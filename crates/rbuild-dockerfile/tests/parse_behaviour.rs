@@ -195,15 +195,56 @@ RUN <<'one two'\necho bar\none two\n\nRUN <<$EOF\n$EOF\n\nRUN <<  EOF\nEOF\n\nRU
     assert_eq!(tree.nodes.len(), expected.len() + 1);
     for (i, want) in expected.iter().enumerate() {
         let node = &tree.nodes[i + 1];
-        let got: Vec<Doc> = node
+        let got: Vec<(String, String, bool, bool, u32)> = node
             .heredocs
             .iter()
-            .map(|h| {
-                let name: &'static str = Box::leak(h.name.clone().into_boxed_str());
-                let content: &'static str = Box::leak(h.content.clone().into_boxed_str());
-                (name, content, h.expand, h.chomp, h.fd)
-            })
+            .map(|h| (h.name.clone(), h.content.clone(), h.expand, h.chomp, h.fd))
             .collect();
-        assert_eq!(&got, want, "node {} ({})", i + 1, node.original);
+        let want: Vec<(String, String, bool, bool, u32)> = want
+            .iter()
+            .map(|&(n, c, e, ch, fd)| (n.to_string(), c.to_string(), e, ch, fd))
+            .collect();
+        assert_eq!(got, want, "node {} ({})", i + 1, node.original);
     }
+}
+
+/// BuildKit's argument-count messages (`instructions/parse_test.go`).
+#[test]
+fn argument_count_messages() {
+    let err = |body: &str| parse(&format!("FROM a\n{body}\n")).unwrap_err().message;
+    for cmd in ["MAINTAINER", "WORKDIR", "USER", "STOPSIGNAL"] {
+        assert_eq!(err(cmd), format!("{cmd} requires exactly one argument"));
+    }
+    for cmd in [
+        "ENV",
+        "LABEL",
+        "ONBUILD",
+        "HEALTHCHECK",
+        "EXPOSE",
+        "VOLUME",
+        "ARG",
+        "SHELL",
+    ] {
+        assert_eq!(err(cmd), format!("{cmd} requires at least one argument"));
+    }
+    for cmd in ["ADD", "COPY"] {
+        assert_eq!(
+            err(&format!("{cmd} arg1")),
+            format!("{cmd} requires at least two arguments, but only one was provided. Destination could not be determined")
+        );
+    }
+    assert_eq!(
+        err("MAINTAINER --boo joe@example.com"),
+        "unknown flag: --boo"
+    );
+    assert_eq!(
+        err("foo bar"),
+        "unknown instruction: foo (did you mean from?)"
+    );
+    assert_eq!(
+        err("FOO bar"),
+        "unknown instruction: FOO (did you mean FROM?)"
+    );
+    assert_eq!(err("XYZZY bar"), "unknown instruction: XYZZY");
+    assert_eq!(err("COPY\t\n\t\tquux \\\n      bar"), "COPY requires at least two arguments, but only one was provided. Destination could not be determined");
 }

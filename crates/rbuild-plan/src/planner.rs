@@ -813,29 +813,14 @@ fn input_key(input: &StepInput, outcomes: &BTreeMap<usize, StageOutcome>) -> Opt
 
 /// Parses one ONBUILD trigger of a base (`RUN make`, `COPY . /src`...).
 fn parse_trigger(trigger: &str, span: Span) -> Result<Instruction, PlanError> {
-    let text = format!("FROM scratch\n{trigger}\n");
-    let parsed = rbuild_dockerfile::parse(&text).map_err(|e| {
-        PlanError::at(
-            span,
-            format!(
-                "ONBUILD trigger {trigger:?} of the base image: {}",
-                e.message
-            ),
-        )
-    })?;
-    let mut instructions = parsed
-        .stages
-        .into_iter()
-        .next()
-        .map(|s| s.instructions)
-        .unwrap_or_default();
-    if instructions.len() != 1 {
-        return Err(PlanError::at(
-            span,
-            format!("ONBUILD trigger {trigger:?} of the base image should be a single instruction"),
-        ));
-    }
-    Ok(instructions.remove(0).node)
+    rbuild_dockerfile::parse_trigger(trigger)
+        .map(|parsed| parsed.node)
+        .map_err(|e| {
+            PlanError::at(
+                span,
+                format!("ONBUILD trigger {trigger:?} of the base image: {}", e.message),
+            )
+        })
 }
 
 fn record_lookups(

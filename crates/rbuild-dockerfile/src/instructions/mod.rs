@@ -3,6 +3,7 @@
 //! them.
 
 pub(crate) mod chmod;
+pub(crate) mod device;
 pub(crate) mod duration;
 pub(crate) mod flags;
 pub(crate) mod mount;
@@ -515,6 +516,7 @@ fn build_run(
         &node.flags,
         &[
             ("mount", Kind::Strings),
+            ("device", Kind::Strings),
             ("network", Kind::Str),
             ("security", Kind::Str),
         ],
@@ -524,6 +526,11 @@ fn build_run(
     for spec in &mount_specs {
         mounts.push(mount::parse_mount(spec, mount::Values::Deferred)?);
     }
+    let devices = f
+        .list("device")
+        .iter()
+        .map(|d| device::parse_device(d))
+        .collect::<Result<Vec<_>, _>>()?;
     let network = match f.string("network").as_deref() {
         None => None,
         Some("default") => Some(NetworkMode::Default),
@@ -549,6 +556,7 @@ fn build_run(
         heredocs: heredocs.to_vec(),
         mounts,
         mount_specs,
+        devices,
         network,
         security,
     })

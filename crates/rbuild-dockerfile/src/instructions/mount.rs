@@ -66,9 +66,10 @@ fn ram_in_bytes(v: &str) -> Option<u64> {
     Some(bytes as u64)
 }
 
-/// Splits the first CSV record of `value` as Go's `encoding/csv` does.
-fn csv_fields(value: &str) -> Result<Vec<String>, String> {
-    let wrap = |m: &str| format!("failed to parse csv mounts: {m}");
+/// Splits the first CSV record of `value` as Go's `encoding/csv` does; `what` names the
+/// flag in the error (`mounts`, `devices`).
+pub(crate) fn csv_fields(value: &str, what: &str) -> Result<Vec<String>, String> {
+    let wrap = |m: &str| format!("failed to parse csv {what}: {m}");
     let text = value.trim_start_matches(['\r', '\n']);
     if text.is_empty() {
         return Err(wrap("EOF"));
@@ -158,7 +159,7 @@ const ALL_KEYS: &[&str] = &[
 
 /// Parses one `--mount` value.
 pub(crate) fn parse_mount(spec: &str, mut values: Values<'_>) -> Result<Mount, String> {
-    let fields = csv_fields(spec)?;
+    let fields = csv_fields(spec, "mounts")?;
     let mut m = Mount {
         kind: MountType::Bind,
         target: None,
@@ -463,7 +464,10 @@ mod tests {
 
     #[test]
     fn csv_quotes() {
-        assert_eq!(csv_fields("a,\"b,c\",d").unwrap(), vec!["a", "b,c", "d"]);
-        assert!(csv_fields("a\"b").is_err());
+        assert_eq!(
+            csv_fields("a,\"b,c\",d", "mounts").unwrap(),
+            vec!["a", "b,c", "d"]
+        );
+        assert!(csv_fields("a\"b", "mounts").is_err());
     }
 }

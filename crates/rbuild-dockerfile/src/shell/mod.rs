@@ -148,6 +148,15 @@ pub fn process(
     env: &dyn Environment,
     options: LexOptions,
 ) -> Result<Expanded, ExpandError> {
+    // Most words hold nothing the lexer treats specially: the result is the word itself.
+    let special = |c: char| matches!(c, '$' | '\'' | '"' | '<' | '\u{feff}') || c == options.escape;
+    if !word.contains(special) {
+        return Ok(Expanded {
+            word: word.to_string(),
+            words: word.split_whitespace().map(str::to_string).collect(),
+            lookups: Lookups::default(),
+        });
+    }
     let mut chars: Vec<char> = word.chars().collect();
     // Go's text/scanner skips a byte-order mark at the very start.
     if chars.first() == Some(&'\u{feff}') {
@@ -669,6 +678,22 @@ mod tests {
         let (_, l) = expand_word("$PWD ${X:-$NULL}", &e, '\\').unwrap();
         assert_eq!(l.found.iter().collect::<Vec<_>>(), vec!["NULL", "PWD"]);
         assert_eq!(l.missing.iter().collect::<Vec<_>>(), vec!["X"]);
+    }
+
+    #[test]
+    fn plain_words_take_the_fast_path_with_the_same_result() {
+        let e = env();
+        for w in ["abc", "  a  b\tc ", "", "x\u{a0}y", "\u{feff}a b"] {
+            let fast = process(w, &e, LexOptions::new('\\')).unwrap();
+            let mut slow_input = String::from(w);
+            slow_input.push_str("''");
+            let slow = process(&slow_input, &e, LexOptions::new('\\')).unwrap();
+            assert_eq!(fast.word, slow.word, "{w:?}");
+        }
+        assert_eq!(
+            expand_words("  a  b\tc ", &e, '\\').unwrap().0,
+            vec!["a", "b", "c"]
+        );
     }
 
     #[test]

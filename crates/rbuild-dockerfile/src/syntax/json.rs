@@ -149,6 +149,18 @@ impl Parser<'_> {
     }
 
     fn number(&mut self) -> Option<()> {
+        let start = self.i;
+        self.number_syntax()?;
+        // Go cannot store a number beyond float64 in an `any` and fails the whole decode,
+        // which sends the text to shell form.
+        let text = std::str::from_utf8(&self.s[start..self.i]).ok()?;
+        text.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(|_| ())
+    }
+
+    fn number_syntax(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.i += 1;
         }
@@ -254,6 +266,42 @@ impl Parser<'_> {
                 0..=0x1f => return None,
                 _ => self.i += 1,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(s: &str) -> &'static str {
+        match parse_json_args(s) {
+            JsonArgs::Strings(_) => "strings",
+            JsonArgs::NotStrings => "not-strings",
+            JsonArgs::Invalid => "invalid",
+        }
+    }
+
+    #[test]
+    fn go_json_acceptance() {
+        assert_eq!(kind("[]"), "strings");
+        assert_eq!(kind(" [ \"a\" , \"\\u00e9\\n\" ] "), "strings");
+        assert_eq!(kind("[\"a\", 1]"), "not-strings");
+        assert_eq!(
+            kind("[\"a\", {\"k\": [null, true, -1.5e3]}]"),
+            "not-strings"
+        );
+        assert_eq!(kind("[\"a\", 1e999]"), "invalid");
+        assert_eq!(kind("[\"a\",]"), "invalid");
+        assert_eq!(kind("[\"a\"] x"), "invalid");
+        assert_eq!(kind("['a']"), "invalid");
+        assert_eq!(kind("[\"a\tb\"]"), "invalid");
+        assert_eq!(kind("[01]"), "invalid");
+        match parse_json_args("[\"\\ud83d\\ude00\", \"\\ud800\"]") {
+            JsonArgs::Strings(v) => {
+                assert_eq!(v, vec!["\u{1f600}".to_string(), "\u{fffd}".to_string()])
+            }
+            _ => panic!("surrogates"),
         }
     }
 }

@@ -8,7 +8,7 @@ RUN --mount=type=cache,target=/root/.cache/go-build,sharing=locked,id=gobuild \
     --mount=type=tmpfs,target=/tmp,size=64m \
     --network=none --security=sandbox \
     go build ./...
-RUN --mount=type=cache,target=$CACHE,uid=$UID echo deferred
+RUN --mount=type=cache,target=$CACHE,uid=$UID --device=vendor.com/gpu=all,required echo deferred
 COPY --from=build --chown=1000:1000 --chmod=u+rwx,go-w --link --parents --exclude=*.md --exclude=docs/ a b /dst/
 ADD --checksum=sha256:24454f830cdb571e2c4ad15481119c43b3cafd48dd869a9b2945d1036d1dc68d --keep-git-dir --unpack=false https://example.com/x.tar /x/
 COPY ["file with spaces", "/dst dir/"]
