@@ -1,0 +1,264 @@
+//! `RUN --mount` targets and the read-only `/etc` files, mounted while the host tree is still
+//! attached (sources are read through it).
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+
+use super::rootfs::{bind, on_host};
+use super::stubs::Stubs;
+use super::SetupError;
+use crate::{EtcFiles, Mount, MountKind};
+
+fn io_ctx<T>(what: impl FnOnce() -> String, r: std::io::Result<T>) -> Result<T, SetupError> {
+    r.map_err(|e| SetupError(format!("{}: {e}", what())))
+}
+
+/// A tmpfs private to the step's mount namespace, holding secrets and the throwaway upper
+/// dirs of `rw` binds: nothing there ever reaches the step's upper dir or the host.
+pub(crate) struct PrivateTmp {
+    dir: PathBuf,
+    next: usize,
+}
+
+impl PrivateTmp {
+    /// Mounts it at `<scratch>/private` (reached through the host tree).
+    pub(crate) fn mount(host_root: &Path, scratch: &Path) -> Result<PrivateTmp, SetupError> {
+        let dir = on_host(
+            host_root,
+            &scratch.join(format!("private-{}", super::rootfs::unique_suffix())),
+        );
+        io_ctx(
+            || format!("creating {dir:?}"),
+            std::fs::create_dir_all(&dir),
+        )?;
+        mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=700"),
+        )
+        .map_err(|e| SetupError(format!("mounting the private tmpfs: {}", e.desc())))?;
+        Ok(PrivateTmp { dir, next: 0 })
+    }
+
+    fn fresh(&mut self, what: &str) -> PathBuf {
+        self.next += 1;
+        self.dir.join(format!("{what}-{}", self.next))
+    }
+}
+
+/// Binds the given host files read-only over `/etc/hosts`, `/etc/resolv.conf`,
+/// `/etc/hostname`.
+pub(crate) fn bind_etc_files(
+    host_root: &Path,
+    etc: &EtcFiles,
+    stubs: &mut Stubs,
+) -> Result<(), SetupError> {
+    for (source, target) in [
+        (&etc.hosts, "/etc/hosts"),
+        (&etc.resolv_conf, "/etc/resolv.conf"),
+        (&etc.hostname, "/etc/hostname"),
+    ] {
+        if let Some(source) = source {
+            let target = Path::new(target);
+            io_ctx(
+                || format!("creating the mount point {target:?}"),
+                stubs.file(target),
+            )?;
+            bind(&on_host(host_root, source), target, false, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// Mounts one `RUN --mount`. `userns` selects overlay's `userxattr` for `rw` binds.
+pub(crate) fn apply_mount(
+    host_root: &Path,
+    private: &mut PrivateTmp,
+    m: &Mount,
+    stubs: &mut Stubs,
+    userns: bool,
+) -> Result<(), SetupError> {
+    let target = Path::new(&m.target);
+    let mkdir = |stubs: &mut Stubs| {
+        io_ctx(
+            || format!("creating the mount point {target:?}"),
+            stubs.dir(target),
+        )
+    };
+    let mkfile = |stubs: &mut Stubs| {
+        io_ctx(
+            || format!("creating the mount point {target:?}"),
+            stubs.file(target),
+        )
+    };
+    match &m.kind {
+        MountKind::Tmpfs { size } => {
+            mkdir(stubs)?;
+            let opts = size.map(|s| format!("size={s}"));
+            mount(
+                Some("tmpfs"),
+                target,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                opts.as_deref(),
+            )
+            .map_err(|e| SetupError(format!("mounting a tmpfs on {target:?}: {}", e.desc())))?;
+        }
+        MountKind::Cache {
+            source,
+            uid,
+            gid,
+            mode,
+        } => {
+            let src = on_host(host_root, source);
+            nix::unistd::chown(&src, Some((*uid).into()), Some((*gid).into())).map_err(|e| {
+                SetupError(format!(
+                    "chown {uid}:{gid} of cache dir {source:?}: {}",
+                    e.desc()
+                ))
+            })?;
+            io_ctx(
+                || format!("chmod {mode:o} of cache dir {source:?}"),
+                std::fs::set_permissions(&src, std::fs::Permissions::from_mode(*mode)),
+            )?;
+            mkdir(stubs)?;
+            bind(&src, target, true, false)?;
+        }
+        MountKind::Secret {
+            source,
+            uid,
+            gid,
+            mode,
+        } => {
+            let content = io_ctx(
+                || format!("reading secret {source:?}"),
+                std::fs::read(on_host(host_root, source)),
+            )?;
+            let copy = private.fresh("secret");
+            let mut f = io_ctx(
+                || "creating the secret copy".into(),
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&copy),
+            )?;
+            io_ctx(|| "writing the secret copy".into(), f.write_all(&content))?;
+            drop(f);
+            nix::unistd::chown(&copy, Some((*uid).into()), Some((*gid).into())).map_err(|e| {
+                SetupError(format!(
+                    "chown {uid}:{gid} of secret for {target:?}: {}",
+                    e.desc()
+                ))
+            })?;
+            io_ctx(
+                || "chmod of the secret copy".into(),
+                std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(*mode)),
+            )?;
+            mkfile(stubs)?;
+            bind(&copy, target, false, false)?;
+        }
+        MountKind::Bind { source, readwrite } => {
+            let src = on_host(host_root, source);
+            let is_dir = io_ctx(
+                || format!("bind source {source:?}"),
+                std::fs::metadata(&src),
+            )?
+            .is_dir();
+            if is_dir {
+                mkdir(stubs)?
+            } else {
+                mkfile(stubs)?
+            }
+            if !readwrite {
+                return bind(&src, target, false, true);
+            }
+            if !is_dir {
+                let copy = private.fresh("bind");
+                io_ctx(
+                    || format!("copying bind source {source:?}"),
+                    std::fs::copy(&src, &copy),
+                )?;
+                return bind(&copy, target, true, false);
+            }
+            // Writes go to a throwaway upper dir in the private tmpfs.
+            let base = private.fresh("bind");
+            let (upper, work) = (base.join("upper"), base.join("work"));
+            for d in [&upper, &work] {
+                io_ctx(|| format!("creating {d:?}"), std::fs::create_dir_all(d))?;
+            }
+            let path_ok = |p: &Path| !p.to_string_lossy().contains([',', ':']);
+            if !path_ok(&src) {
+                return Err(SetupError(format!(
+                    "bind source {source:?}: ',' or ':' in the path cannot go into an overlay"
+                )));
+            }
+            let opts = format!(
+                "lowerdir={},upperdir={},workdir={}{}",
+                src.display(),
+                upper.display(),
+                work.display(),
+                if userns { ",userxattr" } else { "" }
+            );
+            mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(opts.as_str()),
+            )
+            .map_err(|e| {
+                SetupError(format!(
+                    "mounting a writable copy of {source:?} on {target:?}: {}",
+                    e.desc()
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Unmounts everything below `/` (deepest first): after the step, before its stub mount
+/// points are removed.
+pub(crate) fn unmount_all() -> Vec<String> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let points: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(unescape_mountinfo))
+        .filter(|p| p != "/")
+        .collect();
+    let mut failed = Vec::new();
+    for p in points.iter().rev() {
+        if nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH).is_err() {
+            failed.push(p.clone());
+        }
+    }
+    failed
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,239 @@
+//! The same steps run by a freshly created non-root user with subordinate id ranges: the
+//! builder is that user, the helper maps ids with newuidmap/newgidmap.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+use rbuild_sandbox::idmap::{HostIds, IdMapPlan, MapMethod};
+use rbuild_sandbox::RunSpec;
+
+const USER: &str = "rbsbx";
+
+/// The test user: created when absent, with a subordinate range in /etc/subuid and /etc/subgid.
+fn test_user() -> &'static HostIds {
+    static USER_IDS: OnceLock<HostIds> = OnceLock::new();
+    USER_IDS.get_or_init(|| {
+        if nix::unistd::User::from_name(USER).unwrap().is_none() {
+            let st = Command::new("useradd")
+                .args(["-M", "-s", "/bin/sh", USER])
+                .status()
+                .unwrap();
+            assert!(st.success(), "useradd {USER}");
+        }
+        let has = |f: &str| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with(&format!("{USER}:")))
+        };
+        if !has("/etc/subuid") || !has("/etc/subgid") {
+            let st = Command::new("usermod")
+                .args([
+                    "--add-subuids",
+                    "400000-465535",
+                    "--add-subgids",
+                    "400000-465535",
+                    USER,
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success(), "usermod --add-subuids");
+        }
+        let u = nix::unistd::User::from_name(USER).unwrap().unwrap();
+        HostIds {
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            name: Some(USER.into()),
+            subuid: std::fs::read_to_string("/etc/subuid").unwrap(),
+            subgid: std::fs::read_to_string("/etc/subgid").unwrap(),
+            has_newidmap: true,
+            own_uids: Vec::new(),
+            own_gids: Vec::new(),
+        }
+    })
+}
+
+/// A fixture owned by the test user, the helper binary copied where that user can run it.
+struct UserFixture {
+    fx: Fixture,
+    helper: PathBuf,
+}
+
+fn chown_r(path: &Path, ids: &HostIds) {
+    let st = Command::new("chown")
+        .args(["-R", "-h", &format!("{}:{}", ids.uid, ids.gid)])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+impl UserFixture {
+    fn new() -> UserFixture {
+        let ids = test_user();
+        let fx = Fixture::new();
+        for d in [&fx.lower, &fx.upper, &fx.scratch] {
+            chown_r(d, ids);
+        }
+        let helper = fx.tmp.path().join("helper");
+        std::fs::copy(HELPER, &helper).unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        UserFixture { fx, helper }
+    }
+
+    /// Runs `spec` through the helper binary as the test user; returns (exit code, stdout,
+    /// stderr).
+    fn run_as_user(&self, spec: &RunSpec, extra: &[&str]) -> (i32, String, String) {
+        let file = self
+            .fx
+            .tmp
+            .path()
+            .join(format!("spec-{}.json", std::process::id()));
+        std::fs::write(&file, serde_json::to_string(spec).unwrap()).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = Command::new("runuser")
+            .args(["-u", USER, "--"])
+            .arg(&self.helper)
+            .args(["run", file.to_str().unwrap(), "--isolation", "userns"])
+            .args(extra)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+#[test]
+fn rootless_chown_and_user_map_to_subordinate_ids_and_translate_back() {
+    if !have_root("rootless_chown_and_user_map_to_subordinate_ids_and_translate_back") {
+        return;
+    }
+    let ufx = UserFixture::new();
+    let fx = &ufx.fx;
+    std::fs::write(fx.lower.join("etc/old"), "old").unwrap();
+    std::fs::create_dir_all(fx.lower.join("data")).unwrap();
+    std::fs::write(fx.lower.join("data/a"), "a").unwrap();
+    chown_r(&fx.lower, test_user());
+    let spec = fx.sh(
+        "id -u; touch /owned && chown 100:101 /owned && mkdir -m 1777 /shared && \
+         su app -c 'touch /shared/by-app' && rm /etc/old && rm -rf /data && mkdir /data; exit 42",
+    );
+    let (code, out, err) = ufx.run_as_user(&spec, &[]);
+    assert_eq!((code, out.as_str()), (42, "out: 0\n"), "{err}");
+
+    let plan = IdMapPlan::for_host(test_user(), false);
+    assert_eq!(plan.method, MapMethod::NewIdMap);
+    let map = &plan.map;
+    let owned = std::fs::metadata(fx.upper.join("owned")).unwrap();
+    assert_ne!(owned.uid(), 100, "outside, the id is a subordinate one");
+    assert_eq!(Some(owned.uid()), map.uid_to_host(100));
+    assert_eq!(
+        (
+            map.uid_to_container(owned.uid()),
+            map.gid_to_container(owned.gid())
+        ),
+        (Some(100), Some(101))
+    );
+    let by_app = std::fs::metadata(fx.upper.join("shared/by-app")).unwrap();
+    assert_eq!(
+        (
+            map.uid_to_container(by_app.uid()),
+            map.gid_to_container(by_app.gid())
+        ),
+        (Some(1000), Some(1000))
+    );
+    let shared = std::fs::metadata(fx.upper.join("shared")).unwrap();
+    assert_eq!(
+        (shared.uid(), map.uid_to_container(shared.uid())),
+        (test_user().uid, Some(0))
+    );
+    let wh = std::fs::symlink_metadata(fx.upper.join("etc/old")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    assert_eq!(
+        xattr(&fx.upper.join("data"), "user.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+}
+
+#[test]
+fn rootless_step_is_confined_and_background_jobs_do_not_hang() {
+    if !have_root("rootless_step_is_confined_and_background_jobs_do_not_hang") {
+        return;
+    }
+    let ufx = UserFixture::new();
+    let fx = &ufx.fx;
+    let creds = fx.tmp.path().join("config.json");
+    std::fs::write(&creds, "{\"auths\":{}}").unwrap();
+    let resolv = fx.tmp.path().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.0.0.53\n").unwrap();
+    std::fs::set_permissions(&resolv, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut spec = fx.sh(&format!(
+        "cat {} 2>/dev/null && echo LEAK; {{ echo x > /etc/resolv.conf; }} 2>/dev/null || echo resolv-ro; \
+         sleep 1010 & echo done",
+        creds.display()
+    ));
+    spec.etc.resolv_conf = Some(resolv);
+    let (code, out, err) = ufx.run_as_user(&spec, &[]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "out: resolv-ro\nout: done\n"),
+        "{err}"
+    );
+    assert!(pids_with_cmdline("sleep 1010").is_empty());
+    assert!(!fx.upper.join("etc/resolv.conf").exists());
+}
+
+#[test]
+fn rootless_single_id_fallback() {
+    if !have_root("rootless_single_id_fallback") {
+        return;
+    }
+    let ufx = UserFixture::new();
+    let spec = ufx
+        .fx
+        .sh("id -u; touch /f; chown 100 /f 2>/dev/null || echo chown-failed");
+    let (code, out, err) = ufx.run_as_user(&spec, &["--single-id"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "out: 0\nout: chown-failed\n"),
+        "{err}"
+    );
+    let f = std::fs::metadata(ufx.fx.upper.join("f")).unwrap();
+    assert_eq!(f.uid(), test_user().uid);
+}
+
+#[test]
+fn rootless_builder_inside_its_own_user_namespace_sees_the_steps_ids() {
+    if !have_root("rootless_builder_inside_its_own_user_namespace_sees_the_steps_ids") {
+        return;
+    }
+    let ufx = UserFixture::new();
+    let fx = &ufx.fx;
+    let owned = fx.upper.join("owned");
+    let spec = fx.sh("touch /owned && chown 100:101 /owned && chmod 600 /owned && id -u");
+    let (code, out, err) = ufx.run_as_user(
+        &spec,
+        &["--rootless-userns", "--stat", owned.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        format!("out: 0\nstat: 100:101 {}\n", owned.display()),
+        "{err}"
+    );
+    let map = IdMapPlan::for_host(test_user(), false).map;
+    let md = std::fs::metadata(&owned).unwrap();
+    assert_eq!(
+        (Some(md.uid()), Some(md.gid())),
+        (map.uid_to_host(100), map.gid_to_host(101))
+    );
+}
