@@ -82,8 +82,9 @@ pub struct Step {
     pub instruction: Instruction,
     /// True when the step changes the filesystem (RUN, COPY, ADD, WORKDIR): it makes a layer.
     pub layer: bool,
-    /// The build ARGs in scope, in declaration order, with their values: `RUN` sees them in its
-    /// environment (proxy args are never listed: they are passed but never persisted).
+    /// For `RUN`: the build ARGs in scope, in declaration order, with their values, which the
+    /// command sees in its environment and its history entry lists (proxy args are never
+    /// listed: they are passed but never persisted). Empty for other instructions.
     pub args: Vec<(String, String)>,
     /// Exactly the ARG/ENV values the step can observe: what its expansion read (unset names as
     /// `null`), plus every ARG in scope for `RUN`.

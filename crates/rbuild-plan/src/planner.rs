@@ -452,18 +452,16 @@ impl<'a> Planner<'a> {
             set_var(&mut state.state_env, "PATH", DEFAULT_PATH.into());
         }
 
-        let mut instructions: Vec<(Instruction, Span, bool)> = Vec::new();
-        for trigger in &inherited_onbuild {
-            instructions.push((parse_trigger(trigger, head.span)?, head.span, true));
-        }
-        instructions.extend(
-            stage
-                .instructions
-                .iter()
-                .map(|i| (i.node.clone(), i.span, false)),
-        );
+        let triggers = inherited_onbuild
+            .iter()
+            .map(|t| parse_trigger(t, head.span))
+            .collect::<Result<Vec<_>, _>>()?;
+        let instructions = triggers
+            .iter()
+            .map(|t| (t, head.span, true))
+            .chain(stage.instructions.iter().map(|i| (&i.node, i.span, false)));
 
-        let mut steps = Vec::with_capacity(instructions.len());
+        let mut steps = Vec::with_capacity(triggers.len() + stage.instructions.len());
         let mut deps = head.deps.clone();
         for (instruction, span, onbuild) in instructions {
             let step = self.plan_step(
@@ -500,7 +498,7 @@ impl<'a> Planner<'a> {
     #[allow(clippy::too_many_arguments)]
     fn plan_step(
         &mut self,
-        instruction: Instruction,
+        instruction: &Instruction,
         span: Span,
         onbuild: bool,
         index: usize,
@@ -515,7 +513,7 @@ impl<'a> Planner<'a> {
         let mut input_keys: Vec<Option<Digest>> = Vec::new();
         let mut layer = false;
 
-        let expanded = match &instruction {
+        let expanded = match instruction {
             Instruction::Arg(arg) => {
                 Instruction::Arg(self.declare_args(arg, span, state, &mut observed)?)
             }
@@ -600,12 +598,17 @@ impl<'a> Planner<'a> {
         };
         state.last_key = cache_key.clone();
 
+        let args = if matches!(expanded, Instruction::Run(_)) {
+            state.args.clone()
+        } else {
+            Vec::new()
+        };
         Ok(Step {
             span,
             onbuild,
             instruction: expanded,
             layer,
-            args: state.args.clone(),
+            args,
             observed,
             inputs,
             step_digest,
@@ -818,7 +821,10 @@ fn parse_trigger(trigger: &str, span: Span) -> Result<Instruction, PlanError> {
         .map_err(|e| {
             PlanError::at(
                 span,
-                format!("ONBUILD trigger {trigger:?} of the base image: {}", e.message),
+                format!(
+                    "ONBUILD trigger {trigger:?} of the base image: {}",
+                    e.message
+                ),
             )
         })
 }
