@@ -102,3 +102,17 @@ pub fn copy_between(from: &str, to: &str, access: &Access<'_>) -> Result<(), Tes
     args.push(format!("docker://{to}"));
     run(&args).map(|_| ())
 }
+
+/// `skopeo copy oci:DIR:REF docker://IMAGE`: pushes an image of an OCI layout to a registry.
+pub fn copy_from_oci_dir(
+    dir: &Path,
+    ref_name: &str,
+    image: &str,
+    access: &Access<'_>,
+) -> Result<(), TestkitError> {
+    let mut args = vec!["copy".to_owned(), "--quiet".to_owned()];
+    args.extend(access.args("dest-"));
+    args.push(format!("oci:{}:{ref_name}", dir.display()));
+    args.push(format!("docker://{image}"));
+    run(&args).map(|_| ())
+}
