@@ -1,14 +1,24 @@
-//! The command line, with Kaniko's flag names where a flag has a Kaniko twin.
+//! The command line, with Kaniko's flag names so rbuild drops into existing CI templates.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 
-/// Daemonless OCI image builder.
+/// Daemonless OCI image builder: builds a Dockerfile and pushes the image, no Docker daemon,
+/// no privileged container.
 #[derive(Debug, Parser)]
-#[command(name = "rbuild", version, about)]
+#[command(
+    name = "rbuild",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
-    /// What to do.
+    /// Other tasks than building.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// The build (when no subcommand is given).
+    #[command(flatten)]
+    pub build: BuildArgs,
 }
 
 /// Subcommands.
@@ -16,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Parse and plan a Dockerfile, print the layer plan as JSON (no network, nothing built).
     Plan(PlanArgs),
+    /// Store credentials for a registry in the docker config.json, as `docker login` does.
+    Login(LoginArgs),
     /// Print rbuild's version.
     Version,
 }
@@ -36,4 +48,219 @@ pub struct PlanArgs {
     /// The platform to build for, `os/arch[/variant]` (default: this machine's).
     #[arg(long, alias = "custom-platform")]
     pub platform: Option<String>,
+}
+
+/// Flags of `rbuild login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry host (`registry.example.com`, `127.0.0.1:5000`; `docker.io` for Docker Hub).
+    pub registry: String,
+    /// The user name.
+    #[arg(short = 'u', long)]
+    pub username: String,
+    /// Read the password from standard input (the only way: never on the command line).
+    #[arg(long = "password-stdin", required = true)]
+    pub password_stdin: bool,
+}
+
+/// Flags of the build, Kaniko's names.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context: a directory, `dir://DIR`, `tar://FILE` (tar, tar.gz) or `tar://stdin`.
+    #[arg(short = 'c', long, default_value = ".")]
+    pub context: String,
+    /// A sub-directory of the context to use as the context.
+    #[arg(long = "context-sub-path")]
+    pub context_sub_path: Option<String>,
+    /// The Dockerfile: relative to the context, absolute, or `-` for standard input.
+    #[arg(short = 'f', long, default_value = "Dockerfile")]
+    pub dockerfile: String,
+    /// Where to push the image (repeatable).
+    #[arg(short = 'd', long = "destination", value_name = "IMAGE")]
+    pub destinations: Vec<String>,
+    /// A build argument `NAME=value`; a bare `NAME` takes the environment's value. Repeatable.
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// The stage to build (default: the last one).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// A label `KEY=value` added to the image (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Build only; push nothing.
+    #[arg(long = "no-push", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub no_push: bool,
+    /// Also write the image as a docker-archive tarball (`docker load`-able) here.
+    #[arg(long = "tar-path")]
+    pub tar_path: Option<PathBuf>,
+    /// Also write the image as an OCI layout directory here.
+    #[arg(long = "oci-layout-path")]
+    pub oci_layout_path: Option<PathBuf>,
+    /// Write the image's manifest digest here.
+    #[arg(long = "digest-file")]
+    pub digest_file: Option<PathBuf>,
+    /// Write `IMAGE@DIGEST` for every destination here.
+    #[arg(long = "image-name-with-digest-file")]
+    pub image_name_with_digest_file: Option<PathBuf>,
+    /// Write `IMAGE:TAG@DIGEST` for every destination here.
+    #[arg(long = "image-name-tag-with-digest-file")]
+    pub image_name_tag_with_digest_file: Option<PathBuf>,
+    /// The platform to build for, `os/arch[/variant]`.
+    #[arg(long = "custom-platform", alias = "platform")]
+    pub platform: Option<String>,
+    /// Reproducible image: every timestamp at 0 (unless SOURCE_DATE_EPOCH is set).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub reproducible: bool,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: CompressionArg,
+    /// Compression level (gzip 1-9, zstd 1-19).
+    #[arg(long = "compression-level")]
+    pub compression_level: Option<i32>,
+    /// Manifest and config media types.
+    #[arg(long = "image-format", value_enum, default_value = "oci")]
+    pub image_format: ImageFormatArg,
+    /// Push over plain HTTP.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub insecure: bool,
+    /// Pull over plain HTTP.
+    #[arg(long = "insecure-pull", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub insecure_pull: bool,
+    /// A registry to reach over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Do not verify TLS certificates when pushing.
+    #[arg(long = "skip-tls-verify", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub skip_tls_verify: bool,
+    /// Do not verify TLS certificates when pulling.
+    #[arg(long = "skip-tls-verify-pull", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub skip_tls_verify_pull: bool,
+    /// A registry whose TLS certificate is not verified (repeatable).
+    #[arg(long = "skip-tls-verify-registry", value_name = "HOST")]
+    pub skip_tls_verify_registries: Vec<String>,
+    /// `HOST=ca.pem`: trust this CA for a registry (repeatable).
+    #[arg(long = "registry-certificate", value_name = "HOST=PATH")]
+    pub registry_certificates: Vec<String>,
+    /// `HOST=cert.pem,key.pem`: client certificate for a registry (repeatable).
+    #[arg(long = "registry-client-cert", value_name = "HOST=CERT,KEY")]
+    pub registry_client_certs: Vec<String>,
+    /// A mirror for docker.io (repeatable, tried in order).
+    #[arg(long = "registry-mirror", value_name = "HOST")]
+    pub registry_mirrors: Vec<String>,
+    /// `ORIG=NEW`: pull images of registry ORIG from NEW, falling back to ORIG (repeatable).
+    #[arg(long = "registry-map", value_name = "ORIG=NEW")]
+    pub registry_maps: Vec<String>,
+    /// Retries of a failed push request.
+    #[arg(long = "push-retry", default_value = "3")]
+    pub push_retry: u32,
+    /// Retries of a failed base image download.
+    #[arg(long = "image-download-retry", default_value = "3")]
+    pub image_download_retry: u32,
+    /// The content store (pulled bases, built layers, the step cache).
+    #[arg(long = "cache-dir", env = "RBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// How RUN is isolated: `auto` detects the best available.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub isolation: IsolationArg,
+    /// One layer for the whole final stage.
+    #[arg(long = "single-snapshot", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub single_snapshot: bool,
+    /// Log level: panic, fatal, error, warn, info, debug, trace.
+    #[arg(short = 'v', long, default_value = "info")]
+    pub verbosity: String,
+    /// Log format.
+    #[arg(long = "log-format", value_enum, default_value = "text")]
+    pub log_format: LogFormatArg,
+    /// Kaniko flags with no meaning for rbuild, accepted so existing templates keep working.
+    #[command(flatten)]
+    pub ignored: IgnoredKanikoFlags,
+}
+
+/// Kaniko flags that rbuild accepts and ignores (each reported at debug level).
+#[derive(Debug, Args)]
+pub struct IgnoredKanikoFlags {
+    /// Ignored: rbuild snapshots from the overlay's upper directory.
+    #[arg(long = "snapshot-mode", hide = true)]
+    pub snapshot_mode: Option<String>,
+    /// Ignored: RUN always runs in the sandbox.
+    #[arg(long = "use-new-run", hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub use_new_run: Option<bool>,
+    /// Ignored.
+    #[arg(long = "compressed-caching", hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub compressed_caching: Option<bool>,
+    /// Ignored: rbuild never touches the host's filesystem.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub cleanup: Option<bool>,
+    /// Ignored: rbuild runs anywhere.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub force: Option<bool>,
+    /// Ignored.
+    #[arg(long = "ignore-var-run", hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub ignore_var_run: Option<bool>,
+}
+
+impl IgnoredKanikoFlags {
+    /// The names of the ignored flags that were given.
+    pub fn given(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if self.snapshot_mode.is_some() {
+            given.push("--snapshot-mode");
+        }
+        if self.use_new_run.is_some() {
+            given.push("--use-new-run");
+        }
+        if self.compressed_caching.is_some() {
+            given.push("--compressed-caching");
+        }
+        if self.cleanup.is_some() {
+            given.push("--cleanup");
+        }
+        if self.force.is_some() {
+            given.push("--force");
+        }
+        if self.ignore_var_run.is_some() {
+            given.push("--ignore-var-run");
+        }
+        given
+    }
+}
+
+/// `--compression`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    /// gzip (the default; every registry and runtime reads it).
+    Gzip,
+    /// zstd (faster, smaller; needs a recent runtime).
+    Zstd,
+}
+
+/// `--image-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ImageFormatArg {
+    /// OCI media types.
+    Oci,
+    /// Docker v2 schema 2 media types.
+    Docker,
+}
+
+/// `--isolation`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum IsolationArg {
+    /// Detect: user namespaces, else chroot.
+    Auto,
+    /// User, mount, PID namespaces over overlayfs.
+    Userns,
+    /// chroot (root in a container without user namespaces).
+    Chroot,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormatArg {
+    /// Plain lines.
+    Text,
+    /// Plain lines with colours on a terminal.
+    Color,
+    /// One JSON object per event.
+    Json,
 }

@@ -1,25 +1,42 @@
 //! `rbuild`: build OCI images from Dockerfiles without a daemon.
 //!
 //! The binary only parses flags, calls the `rbuild` library and prints; every decision is made in
-//! the library. Exit codes: 0 on success, 1 on any error (with a one-line cause on stderr).
+//! the library. Exit codes: 0 on success; a failing RUN's own exit code; 1 on any other error,
+//! with a one-line cause on stderr.
 
 // Only the binary writes to the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod args;
+mod build_cmd;
 mod cli;
+mod login_cmd;
 mod plan_cmd;
+mod progress;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The RUN sandbox re-executes this binary with a hidden first argument: that process does
+    // the namespace work and never reaches the CLI.
+    rbuild::run_sandbox_helper_if_requested();
+
     let cli = cli::Cli::parse();
-    let result = match cli.command {
-        cli::Command::Plan(args) => plan_cmd::run(&args),
-        cli::Command::Version => {
+    let result = match &cli.command {
+        Some(cli::Command::Plan(args)) => plan_cmd::run(args),
+        Some(cli::Command::Login(args)) => login_cmd::run(args),
+        Some(cli::Command::Version) => {
             println!("rbuild {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        None => match build_cmd::run(&cli.build) {
+            Ok(()) => Ok(()),
+            Err(failure) => {
+                eprintln!("error: {:#}", failure.error);
+                return ExitCode::from(failure.code);
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

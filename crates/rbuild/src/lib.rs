@@ -1,13 +1,33 @@
 //! rbuild: build OCI images from Dockerfiles without a daemon.
 //!
 //! This crate is what other build tools embed and what the `rbuild` binary is a thin script
-//! over. Today it offers the front half of a build: reading a Dockerfile and planning it
-//! ([`plan_dockerfile`]); the build engine (RUN in a rootless sandbox, COPY/ADD, layers, push)
-//! grows here as its parts land.
+//! over:
+//!
+//! - [`plan_dockerfile`]: Dockerfile text → the layer plan (`rbuild plan`);
+//! - [`Builder`]: configured once (content store, RUN runner, progress callback), then
+//!   [`Builder::build`] turns a [`BuildRequest`] (context, Dockerfile, build args, target,
+//!   labels, outputs) into a [`BuildOutcome`] (manifest digest, manifest, config, per-step
+//!   reports), with progress events ([`BuildEvent`]) and cancellation ([`CancelToken`], which
+//!   also stops a running RUN). Stages run in waves of the plan's dependency graph, the
+//!   independent ones concurrently; FROM scratch, an image of the store (pulled into it first
+//!   through a [`Remote`] when missing) or an earlier stage; ONBUILD triggers; COPY/ADD with BuildKit's semantics (see [`copy`]); the image config and
+//!   history exactly as BuildKit writes them; layers written by `rbuild-layer` into
+//!   `rbuild-store`; the image committed to the store and exported as an OCI layout and/or a
+//!   docker-archive. RUN goes through a [`StepRunner`]: by default `rbuild-sandbox`, probed at
+//!   the first RUN with the [`Isolation`] asked for ([`Builder::with_isolation`]); the program
+//!   must then call [`run_sandbox_helper_if_requested`] first thing in `main`, since the
+//!   sandbox re-executes it as its helper. [`NoRunner`] refuses RUN with a clear error.
+//! - A step cache in the store: every step's key chains its parent's, the expanded step, the
+//!   ARG/ENV values it observes and the digest of its inputs (COPY sources: content, mode,
+//!   owner, never mtime); a layer step whose key has a record reuses its layer
+//!   ([`StepStatus::Cached`]) without touching the filesystem.
+//! - [`BuildContext`] with `.dockerignore` ([`IgnoreMatcher`], Docker's own rules).
+//! - [`Remote`]: pushes a built image from the store to any number of destinations.
 //!
 //! The underlying crates are re-exported, so an embedder needs only this one dependency:
 //! [`dockerfile`] (parsing and word expansion), [`plan`] (the layer-plan IR), [`oci`] (digests,
-//! references, manifests, configs).
+//! references, manifests, configs), [`store`] (the content store), [`registry`] (options and
+//! credentials of [`Remote`]) and [`sandbox`].
 //!
 //! ```
 //! use rbuild::{plan_dockerfile, PlanRequest};
@@ -16,11 +36,65 @@
 //! let planned = plan_dockerfile(text, &PlanRequest::default()).unwrap();
 //! assert_eq!(planned.plan.stages.len(), 2);
 //! ```
+//!
+//! Building an image from a directory, with a fixed timestamp (so the digest is reproducible):
+//!
+//! ```
+//! use rbuild::{Builder, BuildRequest, ContextSource, DockerfileSource};
+//!
+//! let work = tempfile::tempdir().unwrap();
+//! let context = work.path().join("ctx");
+//! std::fs::create_dir(&context).unwrap();
+//! std::fs::write(context.join("hello.txt"), "hello\n").unwrap();
+//! let builder = Builder::new(work.path().join("store")).unwrap();
+//! let outcome = builder
+//!     .build(BuildRequest {
+//!         context: ContextSource::Dir(context),
+//!         dockerfile: DockerfileSource::Text("FROM scratch\nCOPY hello.txt /\nCMD [\"/hello\"]\n".into()),
+//!         source_date_epoch: Some(0),
+//!         ..BuildRequest::default()
+//!     })
+//!     .unwrap();
+//! assert_eq!(outcome.manifest.layers.len(), 1);
+//! assert_eq!(outcome.config.config.cmd, Some(vec!["/hello".to_string()]));
+//! ```
 
 pub use rbuild_dockerfile as dockerfile;
 pub use rbuild_oci as oci;
 pub use rbuild_plan as plan;
+pub use rbuild_registry as registry;
+pub use rbuild_sandbox as sandbox;
+pub use rbuild_store as store;
 
+pub mod context;
+pub mod copy;
+pub mod dockerignore;
+mod engine;
+mod error;
+pub mod history;
+pub mod image_state;
+mod input_digest;
 mod planning;
+mod remote;
+mod request;
+mod runner;
+mod sandbox_runner;
+mod store_resolver;
+mod timestamp;
 
+pub use context::{BuildContext, ContextSource};
+pub use dockerignore::IgnoreMatcher;
+pub use engine::{Builder, ProgressFn};
+pub use error::BuildError;
 pub use planning::{plan_dockerfile, plan_dockerfile_with, PlanRequest, Planned};
+pub use rbuild_oci::Compression;
+pub use rbuild_sandbox::run_helper_if_requested as run_sandbox_helper_if_requested;
+pub use remote::Remote;
+pub use request::{
+    BuildEvent, BuildOutcome, BuildRequest, CancelToken, DockerfileSource, ImageFormat, StepReport,
+    StepStatus,
+};
+pub use runner::{Isolation, NoRunner, RunChanges, RunError, RunRequest, StepRunner};
+pub use sandbox_runner::{LazySandboxRunner, SandboxRunner};
+pub use store_resolver::StoreResolver;
+pub use timestamp::BuildTime;

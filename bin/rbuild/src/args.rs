@@ -1,0 +1,92 @@
+//! Parsing of flag values shared by the subcommands.
+
+use anyhow::{anyhow, Context, Result};
+use rbuild::DockerfileSource;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+/// `NAME=value`, or a bare `NAME` taking its value from the environment (as Kaniko and docker
+/// do; a bare name that is not set in the environment is left out).
+pub fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut args = BTreeMap::new();
+    for item in raw {
+        let (name, value) = match item.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (item.as_str(), std::env::var(item).ok()),
+        };
+        if name.is_empty() {
+            return Err(anyhow!(
+                "--build-arg {item:?}: the name is empty (use NAME=value)"
+            ));
+        }
+        if let Some(value) = value {
+            args.insert(name.to_string(), value);
+        }
+    }
+    Ok(args)
+}
+
+/// `KEY=value` items of a repeatable flag, in order.
+pub fn parse_key_values(flag: &str, raw: &[String]) -> Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(anyhow!("{flag} {item:?}: expected KEY=VALUE")),
+        })
+        .collect()
+}
+
+/// The text of a Dockerfile named on the command line (`-` is standard input).
+pub fn read_dockerfile_text(path: &str) -> Result<String> {
+    if path == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the Dockerfile from standard input")?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            anyhow!("{path}: no such Dockerfile (pass its path with -f/--dockerfile)")
+        }
+        _ => anyhow!("{path}: cannot read the Dockerfile: {e}"),
+    })
+}
+
+/// `--dockerfile` of a build: `-` is read now; a path is resolved by the library (relative to
+/// the context, as Kaniko does).
+pub fn read_dockerfile_arg(path: &str) -> Result<DockerfileSource> {
+    if path == "-" {
+        return Ok(DockerfileSource::Text(read_dockerfile_text(path)?));
+    }
+    Ok(DockerfileSource::Path(PathBuf::from(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_need_a_key() {
+        assert_eq!(
+            parse_key_values("--label", &["a=b=c".into()]).unwrap(),
+            vec![("a".to_string(), "b=c".to_string())]
+        );
+        assert!(parse_key_values("--label", &["=x".into()]).is_err());
+        assert!(parse_key_values("--label", &["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn bare_build_arg_takes_the_environment() {
+        let args = parse_build_args(&[
+            "PATH".into(),
+            "X=1".into(),
+            "RBUILD_SURELY_UNSET_VAR".into(),
+        ])
+        .unwrap();
+        assert_eq!(args.get("X").map(String::as_str), Some("1"));
+        assert!(args.contains_key("PATH"));
+        assert!(!args.contains_key("RBUILD_SURELY_UNSET_VAR"));
+    }
+}

@@ -1,0 +1,186 @@
+//! The build: flags → `BuildRequest`, progress printed as it comes, push, digest files.
+
+use crate::args::{parse_build_args, parse_key_values, read_dockerfile_arg};
+use crate::cli::{BuildArgs, CompressionArg, ImageFormatArg, IsolationArg};
+use crate::progress::Progress;
+use anyhow::{anyhow, Context, Result};
+use rbuild::oci::{Platform, Reference};
+use rbuild::registry::{CredentialChain, RegistryOptions, RetryPolicy};
+use rbuild::{
+    BuildError, BuildRequest, Builder, Compression, ContextSource, ImageFormat, Isolation, Remote,
+};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What the process exits with when the build fails: the failing RUN's own code, else 1.
+pub struct BuildFailure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+pub fn run(args: &BuildArgs) -> Result<(), BuildFailure> {
+    build(args).map_err(|error| {
+        let code = error
+            .downcast_ref::<BuildError>()
+            .and_then(BuildError::exit_code)
+            .and_then(|c| u8::try_from(c).ok())
+            .filter(|c| *c != 0)
+            .unwrap_or(1);
+        BuildFailure { code, error }
+    })
+}
+
+fn build(args: &BuildArgs) -> Result<()> {
+    let progress = Arc::new(Progress::new(args.log_format));
+    for flag in args.ignored.given() {
+        progress.debug(&format!("{flag} has no meaning for rbuild and is ignored"));
+    }
+    let destinations = args
+        .destinations
+        .iter()
+        .map(|d| Reference::parse(d).map_err(|e| anyhow!("--destination {d}: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    if destinations.is_empty()
+        && !args.no_push
+        && args.tar_path.is_none()
+        && args.oci_layout_path.is_none()
+    {
+        return Err(anyhow!(
+            "no --destination given: name where to push the image, or pass --no-push \
+             (optionally with --tar-path or --oci-layout-path)"
+        ));
+    }
+
+    let remote = Remote::new(registry_options(args)?, CredentialChain::from_env())
+        .context("cannot start the registry client")?;
+    let store_dir = args.cache_dir.clone().unwrap_or_else(default_store_dir);
+    let builder = Builder::new(&store_dir)?
+        .with_isolation(match args.isolation {
+            IsolationArg::Auto => Isolation::Auto,
+            IsolationArg::Userns => Isolation::Userns,
+            IsolationArg::Chroot => Isolation::Chroot,
+        })
+        .with_remote(&remote)
+        .with_progress(progress.callback());
+
+    let request = BuildRequest {
+        context: ContextSource::parse(&args.context),
+        context_sub_path: args.context_sub_path.clone(),
+        dockerfile: read_dockerfile_arg(&args.dockerfile)?,
+        build_args: parse_build_args(&args.build_args)?,
+        target: args.target.clone(),
+        platform: args
+            .platform
+            .as_deref()
+            .map(|p| Platform::parse(p).map_err(|e| anyhow!("--custom-platform {p}: {e}")))
+            .transpose()?,
+        labels: parse_key_values("--label", &args.labels)?
+            .into_iter()
+            .collect(),
+        source_date_epoch: source_date_epoch(args.reproducible)?,
+        format: match args.image_format {
+            ImageFormatArg::Oci => ImageFormat::Oci,
+            ImageFormatArg::Docker => ImageFormat::Docker,
+        },
+        compression: match args.compression {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+        },
+        compression_level: args.compression_level,
+        oci_layout_path: args.oci_layout_path.clone(),
+        docker_archive_path: args.tar_path.clone(),
+        digest_file: args.digest_file.clone(),
+        single_snapshot: args.single_snapshot,
+        ..BuildRequest::default()
+    };
+    let outcome = builder.build(request)?;
+    progress.built(&outcome);
+
+    if args.no_push || destinations.is_empty() {
+        progress.note("not pushed (--no-push or no --destination)");
+    } else {
+        let results = remote
+            .push_from_store(
+                builder.store(),
+                &outcome.manifest_bytes,
+                &outcome.media_type(),
+                &destinations,
+            )
+            .map_err(|e| anyhow!("push failed: {e}"))?;
+        for result in &results {
+            progress.pushed(result);
+        }
+    }
+    write_name_files(args, &destinations, outcome.digest.as_str())?;
+    Ok(())
+}
+
+fn registry_options(args: &BuildArgs) -> Result<RegistryOptions> {
+    let mut options = RegistryOptions {
+        insecure_push: args.insecure,
+        insecure_pull: args.insecure_pull,
+        insecure_registries: args.insecure_registries.clone(),
+        skip_tls_verify_push: args.skip_tls_verify,
+        skip_tls_verify_pull: args.skip_tls_verify_pull,
+        skip_tls_verify_registries: args.skip_tls_verify_registries.clone(),
+        registry_mirrors: args.registry_mirrors.clone(),
+        ..RegistryOptions::default()
+    };
+    options.retry = RetryPolicy {
+        max_retries: args.push_retry.max(args.image_download_retry),
+        ..RetryPolicy::default()
+    };
+    for (host, path) in parse_key_values("--registry-certificate", &args.registry_certificates)? {
+        options.ca_certificates.push((host, PathBuf::from(path)));
+    }
+    for (host, pair) in parse_key_values("--registry-client-cert", &args.registry_client_certs)? {
+        let (cert, key) = pair.split_once(',').ok_or_else(|| {
+            anyhow!("--registry-client-cert {host}={pair}: expected HOST=CERT_PATH,KEY_PATH")
+        })?;
+        options
+            .client_certificates
+            .push((host, PathBuf::from(cert), PathBuf::from(key)));
+    }
+    options.registry_maps = parse_key_values("--registry-map", &args.registry_maps)?;
+    Ok(options)
+}
+
+/// `SOURCE_DATE_EPOCH` wins; `--reproducible` alone means 0.
+fn source_date_epoch(reproducible: bool) -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow!("SOURCE_DATE_EPOCH={v}: not a number of seconds")),
+        _ => Ok(reproducible.then_some(0)),
+    }
+}
+
+/// The store: `$XDG_CACHE_HOME/rbuild`, else `~/.cache/rbuild`, else a directory in /tmp.
+fn default_store_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("rbuild");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".cache/rbuild");
+    }
+    std::env::temp_dir().join("rbuild")
+}
+
+fn write_name_files(args: &BuildArgs, destinations: &[Reference], digest: &str) -> Result<()> {
+    if let Some(path) = &args.image_name_with_digest_file {
+        let text: String = destinations
+            .iter()
+            .map(|d| format!("{}@{digest}\n", d.name()))
+            .collect();
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.image_name_tag_with_digest_file {
+        let text: String = destinations
+            .iter()
+            .map(|d| format!("{}:{}@{digest}\n", d.name(), d.tag().unwrap_or("latest")))
+            .collect();
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The build context: a directory, a tar (optionally compressed) file, or a tar stream
+//! (`tar://stdin`), narrowed to `context_sub_path`, with `.dockerignore` applied. Ignored files
+//! are invisible to every step.
+
+use crate::dockerignore::IgnoreMatcher;
+use crate::error::BuildError;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Where the context comes from.
+pub enum ContextSource {
+    /// A directory (the default, `.`).
+    Dir(PathBuf),
+    /// A tar file, plain or gzip/zstd-compressed (`tar://path`).
+    Tar(PathBuf),
+    /// A tar stream (`tar://stdin`, or any reader an embedder passes).
+    Reader(Box<dyn Read + Send>),
+}
+
+impl std::fmt::Debug for ContextSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContextSource::Dir(p) => write!(f, "Dir({})", p.display()),
+            ContextSource::Tar(p) => write!(f, "Tar({})", p.display()),
+            ContextSource::Reader(_) => f.write_str("Reader(..)"),
+        }
+    }
+}
+
+impl ContextSource {
+    /// Kaniko's `--context` forms: `tar://stdin`, `tar://PATH`, `dir://PATH` or a plain path.
+    pub fn parse(spec: &str) -> ContextSource {
+        if spec == "tar://stdin" {
+            ContextSource::Reader(Box::new(std::io::stdin()))
+        } else if let Some(path) = spec.strip_prefix("tar://") {
+            ContextSource::Tar(PathBuf::from(path))
+        } else if let Some(path) = spec.strip_prefix("dir://") {
+            ContextSource::Dir(PathBuf::from(path))
+        } else {
+            ContextSource::Dir(PathBuf::from(spec))
+        }
+    }
+
+    fn describe(&self) -> PathBuf {
+        match self {
+            ContextSource::Dir(p) | ContextSource::Tar(p) => p.clone(),
+            ContextSource::Reader(_) => PathBuf::from("tar://stdin"),
+        }
+    }
+}
+
+/// An opened build context.
+#[derive(Debug)]
+pub struct BuildContext {
+    root: PathBuf,
+    ignore: IgnoreMatcher,
+    _extracted: Option<tempfile::TempDir>,
+}
+
+impl BuildContext {
+    /// Opens `source`; a tar is extracted (safely: no entry may escape) under `scratch`.
+    pub fn open(
+        source: ContextSource,
+        sub_path: Option<&str>,
+        scratch: &Path,
+    ) -> Result<BuildContext, BuildError> {
+        let shown = source.describe();
+        let bad = |reason: String| BuildError::Context {
+            path: shown.clone(),
+            reason,
+        };
+        let (base, extracted) = match source {
+            ContextSource::Dir(dir) => {
+                let meta = std::fs::metadata(&dir).map_err(|e| bad(e.to_string()))?;
+                if !meta.is_dir() {
+                    return Err(bad("not a directory".into()));
+                }
+                (dir, None)
+            }
+            ContextSource::Tar(path) => {
+                let file = std::fs::File::open(&path).map_err(|e| bad(e.to_string()))?;
+                let temp = extract(file, scratch).map_err(&bad)?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+            ContextSource::Reader(reader) => {
+                let temp = extract(reader, scratch).map_err(&bad)?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let root = match sub_path.filter(|s| !s.is_empty()) {
+            None => base,
+            Some(sub) => {
+                let cleaned = crate::dockerignore::go_clean(sub.trim_start_matches('/'));
+                if cleaned.starts_with("..") {
+                    return Err(bad(format!("context sub-path {sub:?} leaves the context")));
+                }
+                let root = base.join(&cleaned);
+                if !root.is_dir() {
+                    return Err(bad(format!("context sub-path {sub:?} is not a directory")));
+                }
+                root
+            }
+        };
+        let root = root.canonicalize().map_err(|e| bad(e.to_string()))?;
+        Ok(BuildContext {
+            root,
+            ignore: IgnoreMatcher::default(),
+            _extracted: extracted,
+        })
+    }
+
+    /// The context's root directory on disk.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Loads the ignore file for `dockerfile` (a path inside or outside the context, if the
+    /// Dockerfile is a file): `<Dockerfile>.dockerignore` first, then `.dockerignore` at the
+    /// context root.
+    pub fn load_ignore(&mut self, dockerfile: Option<&Path>) -> Result<(), BuildError> {
+        let mut candidates = Vec::new();
+        if let Some(df) = dockerfile {
+            let mut name = df.as_os_str().to_os_string();
+            name.push(".dockerignore");
+            candidates.push(PathBuf::from(name));
+        }
+        candidates.push(self.root.join(".dockerignore"));
+        for file in candidates {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => {
+                    self.ignore =
+                        IgnoreMatcher::parse(&text).map_err(|source| BuildError::Ignore {
+                            file: file.clone(),
+                            source,
+                        })?;
+                    tracing::debug!(file = %file.display(), patterns = self.ignore.patterns().len(), "ignore file");
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(BuildError::io("read", file)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The ignore patterns in force.
+    pub fn ignore(&self) -> &IgnoreMatcher {
+        &self.ignore
+    }
+
+    /// Whether `rel` (relative to the root) is hidden by `.dockerignore`.
+    pub fn is_ignored(&self, rel: &str) -> bool {
+        !self.ignore.is_empty() && self.ignore.is_ignored(rel)
+    }
+}
+
+fn extract(reader: impl Read, scratch: &Path) -> Result<tempfile::TempDir, String> {
+    std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
+    let temp = tempfile::Builder::new()
+        .prefix("context-")
+        .tempdir_in(scratch)
+        .map_err(|e| e.to_string())?;
+    let options = rbuild_layer::ApplyOptions {
+        expected_diff_id: None,
+        set_owners: false,
+    };
+    rbuild_layer::apply_layer(reader, temp.path(), &options)
+        .map_err(|e| format!("extracting the context tar: {e}"))?;
+    Ok(temp)
+}

@@ -1,0 +1,141 @@
+//! Registries, through `rbuild-registry`: base images missing from the store are pulled into
+//! it, and a built image is pushed from it to any number of destinations. The registry client
+//! is async; [`Remote`] runs it on a runtime of its own so the engine stays synchronous.
+
+use crate::error::BuildError;
+use rbuild_oci::{Descriptor, Digest, MediaType, Platform, Reference};
+use rbuild_registry::{
+    BlobSink, BlobSource, BlobWrite, CredentialChain, PushOutcome, RegistryClient, RegistryOptions,
+};
+use rbuild_store::{BlobWriter, Store};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+/// A registry client and the runtime it runs on; cheap to clone.
+#[derive(Clone)]
+pub struct Remote {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: RegistryClient,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote").finish_non_exhaustive()
+    }
+}
+
+impl Remote {
+    /// A client with these options and credentials.
+    pub fn new(
+        options: RegistryOptions,
+        credentials: CredentialChain,
+    ) -> Result<Remote, BuildError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| BuildError::Registry(format!("cannot start the registry runtime: {e}")))?;
+        Ok(Remote {
+            inner: Arc::new(Inner {
+                client: RegistryClient::new(options, credentials),
+                runtime,
+            }),
+        })
+    }
+
+    /// The registry client.
+    pub fn client(&self) -> &RegistryClient {
+        &self.inner.client
+    }
+
+    /// Pulls `reference` for `platform` into `store` (blobs it lacks), naming it
+    /// `reference.to_string()` there. Returns the manifest's descriptor.
+    pub fn pull_into_store(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Descriptor, BuildError> {
+        let blobs = StoreBlobs { store };
+        let image = self
+            .inner
+            .runtime
+            .block_on(self.inner.client.pull_image(reference, platform, &blobs))
+            .map_err(|e| BuildError::Registry(e.to_string()))?;
+        tracing::info!(%reference, digest = %image.digest, "pulled");
+        Ok(store.put_image(
+            &reference.to_string(),
+            &image.manifest_bytes,
+            image.media_type,
+        )?)
+    }
+
+    /// Pushes the image whose manifest is `manifest_bytes` (its blobs in `store`) to every
+    /// destination, in order (later ones on the same registry mount from the first).
+    pub fn push_from_store(
+        &self,
+        store: &Store,
+        manifest_bytes: &[u8],
+        media_type: &MediaType,
+        destinations: &[Reference],
+    ) -> Result<Vec<PushOutcome>, BuildError> {
+        let blobs = StoreBlobs { store };
+        self.inner
+            .runtime
+            .block_on(self.inner.client.push_image(
+                manifest_bytes,
+                media_type,
+                &blobs,
+                destinations,
+            ))
+            .map_err(|e| BuildError::Registry(e.to_string()))
+    }
+}
+
+/// The store seen as the registry client's blob source and sink.
+struct StoreBlobs<'a> {
+    store: &'a Store,
+}
+
+impl BlobSource for StoreBlobs<'_> {
+    fn open_blob(&self, digest: &Digest, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+        let mut file = self.store.open_blob(digest).map_err(io::Error::other)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(file))
+    }
+}
+
+impl BlobSink for StoreBlobs<'_> {
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.store.has_blob(digest)
+    }
+
+    fn begin_blob(&self) -> io::Result<Box<dyn BlobWrite>> {
+        let writer = self.store.blob_writer().map_err(io::Error::other)?;
+        Ok(Box::new(StoreBlobWrite(writer)))
+    }
+}
+
+struct StoreBlobWrite(BlobWriter);
+
+impl Write for StoreBlobWrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl BlobWrite for StoreBlobWrite {
+    fn commit(self: Box<Self>, expected: &Digest, size: u64) -> io::Result<()> {
+        self.0
+            .commit(Some(expected), Some(size))
+            .map(|_| ())
+            .map_err(io::Error::other)
+    }
+}

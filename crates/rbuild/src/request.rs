@@ -1,0 +1,217 @@
+//! What a build is asked to do ([`BuildRequest`]), what it reports while running
+//! ([`BuildEvent`]) and what it returns ([`BuildOutcome`]).
+
+use crate::context::ContextSource;
+use rbuild_oci::{Compression, Digest, ImageConfig, Manifest, Platform};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the Dockerfile comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerfileSource {
+    /// A path: relative ones are taken inside the context (after `context_sub_path`).
+    Path(PathBuf),
+    /// The text itself (`--dockerfile -`, read from stdin by the caller).
+    Text(String),
+}
+
+impl Default for DockerfileSource {
+    fn default() -> Self {
+        DockerfileSource::Path(PathBuf::from("Dockerfile"))
+    }
+}
+
+/// The manifest and config media types of the result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// OCI (the default).
+    #[default]
+    Oci,
+    /// Docker v2 schema 2.
+    Docker,
+}
+
+/// One build.
+#[derive(Debug)]
+pub struct BuildRequest {
+    /// The context (default: the current directory).
+    pub context: ContextSource,
+    /// `--context-sub-path`.
+    pub context_sub_path: Option<String>,
+    /// The Dockerfile (default: `Dockerfile` in the context).
+    pub dockerfile: DockerfileSource,
+    /// `--build-arg`.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--platform` (default: the host's).
+    pub platform: Option<Platform>,
+    /// `--label`: added to the final image's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Fixes every timestamp (`SOURCE_DATE_EPOCH`; `--reproducible` means 0). When unset, the
+    /// `SOURCE_DATE_EPOCH` build arg is used if given.
+    pub source_date_epoch: Option<i64>,
+    /// OCI or Docker media types.
+    pub format: ImageFormat,
+    /// Layer compression.
+    pub compression: Compression,
+    /// Compression level (`None`: the compressor's default).
+    pub compression_level: Option<i32>,
+    /// The name the image gets in the store (default `localhost/rbuild:latest`).
+    pub image_name: Option<String>,
+    /// Also write the image as an OCI layout directory here.
+    pub oci_layout_path: Option<PathBuf>,
+    /// Also write the image as a docker-archive (`docker load`) tarball here.
+    pub docker_archive_path: Option<PathBuf>,
+    /// Write the manifest digest here.
+    pub digest_file: Option<PathBuf>,
+    /// `--single-snapshot`: the target stage's own layers squashed into one (over its base
+    /// image's layers), as Kaniko does.
+    pub single_snapshot: bool,
+    /// Ignore the step cache (layers are still recorded for later builds).
+    pub no_cache: bool,
+    /// Checked between steps.
+    pub cancel: CancelToken,
+}
+
+impl Default for BuildRequest {
+    fn default() -> Self {
+        BuildRequest {
+            context: ContextSource::Dir(PathBuf::from(".")),
+            context_sub_path: None,
+            dockerfile: DockerfileSource::default(),
+            build_args: BTreeMap::new(),
+            target: None,
+            platform: None,
+            labels: BTreeMap::new(),
+            source_date_epoch: None,
+            format: ImageFormat::Oci,
+            compression: Compression::Gzip,
+            compression_level: None,
+            image_name: None,
+            oci_layout_path: None,
+            docker_archive_path: None,
+            digest_file: None,
+            single_snapshot: false,
+            no_cache: false,
+            cancel: CancelToken::default(),
+        }
+    }
+}
+
+/// Cancels a running build from any thread: the engine checks it before every step, and a
+/// running RUN step is stopped (every process of it killed).
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(rbuild_sandbox::CancelHandle);
+
+impl CancelToken {
+    /// Asks the build to stop.
+    pub fn cancel(&self) {
+        self.0.cancel();
+    }
+
+    /// Whether cancellation was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// The sandbox's handle behind this token.
+    pub fn sandbox_handle(&self) -> &rbuild_sandbox::CancelHandle {
+        &self.0
+    }
+}
+
+/// How a step was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    /// It produced a layer.
+    Built,
+    /// It changed only the config.
+    Metadata,
+    /// Its layer came from the step cache.
+    Cached,
+}
+
+/// One step of the finished build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// The stage's file index.
+    pub stage: usize,
+    /// The instruction's line in the Dockerfile.
+    pub line: usize,
+    /// The instruction keyword.
+    pub keyword: &'static str,
+    /// How it was done.
+    pub status: StepStatus,
+    /// The layer it produced or reused, if any.
+    pub layer: Option<Digest>,
+    /// Its cache key, when computable before running it.
+    pub cache_key: Option<Digest>,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Progress, in order, through the callback given to [`Builder::with_progress`](crate::Builder::with_progress).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuildEvent {
+    /// A stage starts.
+    StageStarted {
+        /// Its file index.
+        stage: usize,
+        /// Its name, if any.
+        name: Option<String>,
+    },
+    /// A step starts.
+    StepStarted {
+        /// The stage's file index.
+        stage: usize,
+        /// The line.
+        line: usize,
+        /// The instruction keyword.
+        keyword: &'static str,
+    },
+    /// A line of a RUN step's output.
+    Output {
+        /// The line.
+        line: usize,
+        /// The text (without its newline).
+        text: String,
+    },
+    /// A step finished.
+    StepFinished(StepReport),
+    /// The image is in the store.
+    ImageCommitted {
+        /// The manifest digest.
+        digest: Digest,
+    },
+}
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    /// The manifest digest.
+    pub digest: Digest,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The manifest's exact bytes.
+    pub manifest_bytes: Vec<u8>,
+    /// The image config.
+    pub config: ImageConfig,
+    /// The name of the image in the store.
+    pub image_name: String,
+    /// Every step, in the order it ran.
+    pub steps: Vec<StepReport>,
+    /// Warnings of the parser and the planner, rendered (`Dockerfile:3:1: warning: ...`).
+    pub warnings: Vec<String>,
+}
+
+impl BuildOutcome {
+    /// The manifest's media type (OCI or Docker), as a push needs it.
+    pub fn media_type(&self) -> rbuild_oci::MediaType {
+        self.manifest
+            .media_type
+            .clone()
+            .unwrap_or(rbuild_oci::MediaType::OciManifest)
+    }
+}

@@ -1,0 +1,90 @@
+//! RUN goes through [`StepRunner`], a narrow trait, so the engine does not depend on how a
+//! command is isolated.
+
+use rbuild_layer::ChangeSet;
+use std::path::{Path, PathBuf};
+
+/// What a RUN step should execute.
+#[derive(Debug, Clone)]
+pub struct RunRequest<'a> {
+    /// The stage's filesystem as it is before the step (read-only for the runner).
+    pub rootfs: &'a Path,
+    /// A directory the runner may use (upper dir, work dir...); removed after the step.
+    pub scratch: &'a Path,
+    /// The command line (shell prepended for the shell form).
+    pub argv: Vec<String>,
+    /// `NAME=value` environment: the image's ENV and the build args in scope.
+    pub env: Vec<String>,
+    /// The working directory.
+    pub workdir: String,
+    /// `USER`, empty for root.
+    pub user: String,
+    /// `RUN --network=none`: no network but loopback.
+    pub network_none: bool,
+    /// The build's cancellation: a runner stops the step when it fires.
+    pub cancel: crate::CancelToken,
+}
+
+/// What a RUN step changed.
+#[derive(Debug)]
+pub struct RunChanges {
+    /// The exit code.
+    pub exit_code: i32,
+    /// The tree the changed files are read from (an overlay upper dir, or the rootfs).
+    pub root: PathBuf,
+    /// The changes.
+    pub changes: ChangeSet,
+}
+
+/// Runs RUN steps.
+pub trait StepRunner: Send + Sync {
+    /// Runs one step; output lines go to `on_line`.
+    fn run(
+        &self,
+        request: &RunRequest<'_>,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<RunChanges, RunError>;
+}
+
+/// Why a runner could not run a step.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No sandbox is available here (the reason says why).
+    #[error("RUN needs a sandbox: {0}")]
+    Unavailable(String),
+    /// The build was cancelled while the step ran.
+    #[error("cancelled")]
+    Cancelled,
+    /// The sandbox failed (not the command).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A runner for builds that must not run anything: every RUN fails with
+/// [`RunError::Unavailable`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRunner;
+
+impl StepRunner for NoRunner {
+    fn run(
+        &self,
+        _request: &RunRequest<'_>,
+        _on_line: &mut dyn FnMut(&str),
+    ) -> Result<RunChanges, RunError> {
+        Err(RunError::Unavailable(
+            "this builder runs no RUN steps".into(),
+        ))
+    }
+}
+
+/// How RUN steps are isolated (`--isolation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// User namespaces with an overlay where the host allows them, else chroot (real root).
+    #[default]
+    Auto,
+    /// Rootless user namespaces over an overlay.
+    Userns,
+    /// chroot into the materialised filesystem (real root only).
+    Chroot,
+}

@@ -1,0 +1,156 @@
+//! [`StepRunner`] over `rbuild-sandbox`: rootless user namespaces over an overlay of the stage's
+//! filesystem (the upper dir is the step's change set), or chroot into the materialised
+//! filesystem diffed by a before/after metadata scan.
+//!
+//! The sandbox re-executes the current binary as its helper: a program using this runner must
+//! call [`rbuild_sandbox::run_helper_if_requested`] on the first line of `main`.
+
+use crate::runner::{Isolation, RunChanges, RunError, RunRequest, StepRunner};
+use rbuild_sandbox::{RootFs, RunSpec, Sandbox};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Runs RUN steps in an `rbuild-sandbox` [`Sandbox`].
+#[derive(Debug, Clone)]
+pub struct SandboxRunner {
+    sandbox: Sandbox,
+}
+
+impl SandboxRunner {
+    /// A runner over a configured sandbox.
+    pub fn new(sandbox: Sandbox) -> SandboxRunner {
+        SandboxRunner { sandbox }
+    }
+
+    /// The sandbox in use.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+}
+
+impl StepRunner for SandboxRunner {
+    fn run(
+        &self,
+        request: &RunRequest<'_>,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<RunChanges, RunError> {
+        let failed =
+            |what: &str, e: &dyn std::fmt::Display| RunError::Failed(format!("{what}: {e}"));
+        let work = request.scratch.join("work");
+        std::fs::create_dir_all(&work).map_err(|e| failed("scratch dir", &e))?;
+        let overlay = self.sandbox.supports_overlay();
+        let upper = request.scratch.join("upper");
+        let root = if overlay {
+            std::fs::create_dir_all(&upper).map_err(|e| failed("upper dir", &e))?;
+            RootFs::Overlay {
+                lowers: vec![request.rootfs.to_path_buf()],
+                upper: upper.clone(),
+            }
+        } else {
+            RootFs::Dir(request.rootfs.to_path_buf())
+        };
+        let before = if overlay {
+            None
+        } else {
+            Some(rbuild_layer::TreeScan::scan(request.rootfs).map_err(|e| failed("scan", &e))?)
+        };
+        let mut spec = RunSpec::new(root, &work, request.argv.clone());
+        spec.env = request.env.clone();
+        spec.cwd = request.workdir.clone();
+        spec.user = request.user.clone();
+        if request.network_none {
+            spec.network = rbuild_sandbox::Network::None;
+        }
+        let status = self
+            .sandbox
+            .run_cancellable(&spec, request.cancel.sandbox_handle(), |line| {
+                on_line(&String::from_utf8_lossy(line.bytes))
+            })
+            .map_err(|e| match e {
+                rbuild_sandbox::SandboxError::Cancelled => RunError::Cancelled,
+                e => RunError::Failed(e.to_string()),
+            })?;
+        let (root, changes) = if overlay {
+            map_owners_to_container(&upper, &self.sandbox)
+                .map_err(|e| failed("owners of the upper dir", &e))?;
+            let changes = rbuild_layer::changes_from_overlay_upper(&upper)
+                .map_err(|e| failed("changes", &e))?;
+            (upper, changes)
+        } else {
+            let after =
+                rbuild_layer::TreeScan::scan(request.rootfs).map_err(|e| failed("scan", &e))?;
+            let changes = rbuild_layer::diff(before.as_ref().expect("scanned before"), &after);
+            (request.rootfs.to_path_buf(), changes)
+        };
+        Ok(RunChanges {
+            exit_code: status.code,
+            root,
+            changes,
+        })
+    }
+}
+
+/// Files the step created carry host ids in the upper dir; the layer needs the ids the step
+/// saw. Rewrites them in place (the builder owns the upper dir).
+fn map_owners_to_container(dir: &Path, sandbox: &Sandbox) -> std::io::Result<()> {
+    let map = sandbox.id_map();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            let meta = std::fs::symlink_metadata(&path)?;
+            let uid = map.uid_to_container(meta.uid()).unwrap_or(meta.uid());
+            let gid = map.gid_to_container(meta.gid()).unwrap_or(meta.gid());
+            if (uid, gid) != (meta.uid(), meta.gid()) {
+                std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+            }
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The builder's default runner: a [`SandboxRunner`] made at the first RUN, with the
+/// requested isolation; if no sandbox works here, every RUN says why.
+#[derive(Debug)]
+pub struct LazySandboxRunner {
+    isolation: Isolation,
+    runner: std::sync::OnceLock<Result<SandboxRunner, String>>,
+}
+
+impl LazySandboxRunner {
+    /// A runner that probes the sandbox at its first step.
+    pub fn new(isolation: Isolation) -> LazySandboxRunner {
+        LazySandboxRunner {
+            isolation,
+            runner: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> Result<&SandboxRunner, RunError> {
+        let made = self.runner.get_or_init(|| {
+            let builder = Sandbox::builder();
+            let builder = match self.isolation {
+                Isolation::Auto => builder,
+                Isolation::Userns => builder.isolation(rbuild_sandbox::Isolation::Userns),
+                Isolation::Chroot => builder.isolation(rbuild_sandbox::Isolation::Chroot),
+            };
+            let sandbox = builder.build().map_err(|e| e.to_string())?;
+            tracing::info!(isolation = %sandbox.isolation(), "RUN sandbox ready");
+            Ok(SandboxRunner::new(sandbox))
+        });
+        made.as_ref().map_err(|e| RunError::Unavailable(e.clone()))
+    }
+}
+
+impl StepRunner for LazySandboxRunner {
+    fn run(
+        &self,
+        request: &RunRequest<'_>,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<RunChanges, RunError> {
+        self.get()?.run(request, on_line)
+    }
+}

@@ -1,0 +1,155 @@
+//! RUN through rbuild-sandbox, end to end. The test binary is its own sandbox helper (the
+//! sandbox re-executes `/proc/self/exe`), hence `harness = false` and a `main` that hands
+//! control to the helper first.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod common;
+
+use common::{find, layer_entries, put_busybox};
+use rbuild::{BuildError, BuildRequest, Builder, ContextSource, DockerfileSource, SandboxRunner};
+use std::sync::Arc;
+
+fn main() {
+    rbuild::sandbox::run_helper_if_requested();
+    let sandbox = match rbuild::sandbox::Sandbox::detect() {
+        Ok(s) => s,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            println!("SKIPPED run tests: no sandbox here: {e}");
+            return;
+        }
+        Err(e) => panic!("no sandbox on CI: {e}"),
+    };
+    println!("sandbox isolation: {}", sandbox.isolation());
+    let runner = Arc::new(SandboxRunner::new(sandbox));
+    run_steps_make_layers(runner.clone());
+    println!("test run_steps_make_layers ... ok");
+    failing_run_reports_its_exit_code(runner.clone());
+    println!("test failing_run_reports_its_exit_code ... ok");
+    network_none_and_unsupported_mounts(runner.clone());
+    println!("test network_none_and_unsupported_mounts ... ok");
+    cancelling_stops_a_running_step(runner);
+    println!("test cancelling_stops_a_running_step ... ok");
+}
+
+fn setup(runner: Arc<SandboxRunner>) -> (tempfile::TempDir, Builder) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ctx")).unwrap();
+    let builder = Builder::new(dir.path().join("store"))
+        .unwrap()
+        .with_runner(runner);
+    put_busybox(builder.store(), "docker.io/library/busybox:latest");
+    (dir, builder)
+}
+
+fn request(dir: &std::path::Path, dockerfile: &str) -> BuildRequest {
+    BuildRequest {
+        context: ContextSource::Dir(dir.join("ctx")),
+        dockerfile: DockerfileSource::Text(dockerfile.into()),
+        source_date_epoch: Some(1_700_000_000),
+        ..BuildRequest::default()
+    }
+}
+
+fn run_steps_make_layers(runner: Arc<SandboxRunner>) {
+    let (dir, builder) = setup(runner);
+    let dockerfile = "FROM busybox\n\
+        ARG GREETING=hello\n\
+        ENV TARGET=world\n\
+        WORKDIR /work\n\
+        RUN echo \"$GREETING $TARGET\" > greeting && mkdir -p /data && echo x > /data/x && chown 1000:1001 /data/x\n\
+        RUN rm /data/x\n\
+        USER app\n\
+        RUN id -u > /tmp/uid\n";
+    let outcome = builder.build(request(dir.path(), dockerfile)).unwrap();
+    let store = builder.store();
+    let layers = &outcome.manifest.layers;
+    assert_eq!(layers.len(), 5, "busybox + WORKDIR + 3 RUN");
+    let l = layer_entries(store, &layers[2].digest);
+    assert_eq!(find(&l, "work/greeting").content, b"hello world\n");
+    let x = find(&l, "data/x");
+    assert_eq!((x.uid, x.gid), (1000, 1001));
+    let l = layer_entries(store, &layers[3].digest);
+    let paths: Vec<_> = l.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec!["data/", "data/.wh.x"],
+        "only the step's own changes"
+    );
+    let l = layer_entries(store, &layers[4].digest);
+    assert_eq!(find(&l, "tmp/uid").content, b"1000\n");
+    let history: Vec<_> = outcome
+        .config
+        .history
+        .iter()
+        .map(|h| h.created_by.clone().unwrap())
+        .collect();
+    assert_eq!(
+        history[4],
+        "RUN |1 GREETING=hello /bin/sh -c echo \"$GREETING $TARGET\" > greeting && mkdir -p /data && echo x > /data/x && chown 1000:1001 /data/x # buildkit"
+    );
+}
+
+fn failing_run_reports_its_exit_code(runner: Arc<SandboxRunner>) {
+    let (dir, _) = setup(runner);
+    // The default builder probes the sandbox itself at the first RUN.
+    let builder = Builder::new(dir.path().join("store")).unwrap();
+    let err = builder
+        .build(request(dir.path(), "FROM busybox\nRUN exit 3\n"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BuildError::RunFailed {
+                code: 3,
+                line: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "Dockerfile:2: RUN exit 3 exited with code 3"
+    );
+}
+
+fn network_none_and_unsupported_mounts(runner: Arc<SandboxRunner>) {
+    let (dir, builder) = setup(runner);
+    let dockerfile = "FROM busybox\nRUN --network=none ls /sys/class/net > /ifaces\n";
+    let outcome = builder.build(request(dir.path(), dockerfile)).unwrap();
+    let l = layer_entries(builder.store(), &outcome.manifest.layers[1].digest);
+    assert_eq!(find(&l, "ifaces").content, b"lo\n");
+    let err = builder
+        .build(request(
+            dir.path(),
+            "FROM busybox\nRUN --mount=type=cache,target=/c true\n",
+        ))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Dockerfile:2: RUN failed: --mount=type=cache,target=/c is not supported yet"
+    );
+}
+
+fn cancelling_stops_a_running_step(runner: Arc<SandboxRunner>) {
+    let (dir, _) = setup(runner.clone());
+    let cancel = rbuild::CancelToken::default();
+    let on_event = cancel.clone();
+    let builder = Builder::new(dir.path().join("store"))
+        .unwrap()
+        .with_runner(runner)
+        .with_progress(Arc::new(move |event: &rbuild::BuildEvent| {
+            if let rbuild::BuildEvent::Output { text, .. } = event {
+                if text == "started" {
+                    on_event.cancel();
+                }
+            }
+        }));
+    let mut req = request(
+        dir.path(),
+        "FROM busybox\nRUN echo started; sleep 600; echo finished\n",
+    );
+    req.cancel = cancel;
+    let err = builder.build(req).unwrap_err();
+    assert!(matches!(err, BuildError::Cancelled), "{err:?}");
+}
