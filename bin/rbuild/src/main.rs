@@ -21,6 +21,13 @@ fn main() -> ExitCode {
     // The RUN sandbox re-executes this binary with a hidden first argument: that process does
     // the namespace work and never reaches the CLI.
     rbuild::run_sandbox_helper_if_requested();
+    // A non-root user with subordinate id ranges builds inside its own user namespace (as
+    // `buildah unshare` does), so it can read and delete what RUN steps chown. Returns in the
+    // child, or at once when not needed; the parent exits with the child's code.
+    if let Err(e) = rbuild::sandbox::enter_rootless_userns() {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
 
     let cli = cli::Cli::parse();
     let result = match &cli.command {
