@@ -792,3 +792,73 @@ fn independent_stages_build_and_feed_the_final_stage() {
     let again = f.builder.build(request(&f.context, dockerfile)).unwrap();
     assert_eq!(again.digest, outcome.digest);
 }
+
+#[test]
+fn reader_context_dockerfile_specific_ignore_and_stage_errors() {
+    let f = fixture();
+    // A gzip tar stream as the context (what `tar://stdin` gives).
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (path, data) in [
+        ("app.Dockerfile", &b"FROM scratch\nCOPY . /ctx/\n"[..]),
+        ("app.Dockerfile.dockerignore", &b"*.secret\napp.*\n"[..]),
+        (".dockerignore", &b"keep.txt\n"[..]),
+        ("keep.txt", &b"k"[..]),
+        ("x.secret", &b"s"[..]),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        tar.append_data(&mut h, path, data).unwrap();
+    }
+    let bytes = tar.into_inner().unwrap().finish().unwrap();
+    let req = BuildRequest {
+        context: ContextSource::Reader(Box::new(std::io::Cursor::new(bytes))),
+        dockerfile: DockerfileSource::Path("app.Dockerfile".into()),
+        source_date_epoch: Some(0),
+        ..BuildRequest::default()
+    };
+    let outcome = f.builder.build(req).unwrap();
+    let l = layer_entries(f.builder.store(), &outcome.manifest.layers[0].digest);
+    let paths: Vec<_> = l.iter().map(|e| e.path.trim_end_matches('/')).collect();
+    // `<Dockerfile>.dockerignore` wins over `.dockerignore`.
+    assert_eq!(paths, vec!["ctx", "ctx/.dockerignore", "ctx/keep.txt"]);
+
+    let err = f
+        .builder
+        .build(request(
+            &f.context,
+            "FROM scratch AS base\nFROM scratch\nCOPY --from=base /nope /x\n",
+        ))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Dockerfile:3: COPY failed: file not found in stage base: /nope"
+    );
+}
+
+#[test]
+fn docker_format_lists_base_layers_with_docker_media_types() {
+    let f = fixture();
+    write_files(&f.context, &[("f", "f", 0o644)]);
+    let mut req = request(&f.context, "FROM busybox\nCOPY f /f\n");
+    req.format = rbuild::ImageFormat::Docker;
+    let outcome = f.builder.build(req).unwrap();
+    let types: Vec<_> = outcome
+        .manifest
+        .layers
+        .iter()
+        .map(|l| l.media_type.as_str().to_string())
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            "application/vnd.docker.image.rootfs.diff.tar",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        ]
+    );
+}

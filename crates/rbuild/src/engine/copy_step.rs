@@ -1,0 +1,169 @@
+//! COPY and ADD steps: the request from the instruction, the source root (context, stage or
+//! image), staging, the layer.
+
+use super::{Env, StageResult};
+use crate::copy::{
+    self, chmod::Chmod, owner::resolve_chown, staging::Staging, CopyRequest, SourceRoot,
+};
+use crate::dockerignore::IgnoreMatcher;
+use crate::error::BuildError;
+use rbuild_dockerfile::CopySource;
+use rbuild_layer::ChangeSet;
+use rbuild_oci::Digest;
+use rbuild_plan::Step;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+impl Env<'_> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn copy_request<'s>(
+        &self,
+        keyword: &'static str,
+        sources: &'s [CopySource],
+        dest: &'s str,
+        chown: Option<&str>,
+        chmod: Option<&str>,
+        parents: bool,
+        excludes: &[String],
+        unpack: bool,
+        checksum: Option<String>,
+        stage: &mut StageResult,
+        step: &Step,
+    ) -> Result<CopyRequest<'s>, BuildError> {
+        let chown = match chown {
+            None => None,
+            Some(spec) => {
+                let numeric = spec.split(':').all(|p| p.parse::<u32>().is_ok());
+                if !numeric {
+                    self.ensure_rootfs(stage)?;
+                }
+                Some(
+                    resolve_chown(spec, stage.rootfs.as_ref().map(|t| t.path()))
+                        .map_err(|e| self.step_error(step, format!("{keyword} failed: {e}")))?,
+                )
+            }
+        };
+        let chmod = chmod
+            .map(Chmod::parse)
+            .transpose()
+            .map_err(|e| self.step_error(step, format!("{keyword} failed: {e}")))?;
+        let excludes = IgnoreMatcher::parse(&excludes.join("\n"))
+            .map_err(|e| self.step_error(step, format!("{keyword} failed: {e}")))?;
+        Ok(CopyRequest {
+            keyword,
+            sources,
+            dest,
+            workdir: stage.image.config.config.working_dir.clone(),
+            chown,
+            chmod,
+            parents,
+            excludes,
+            unpack,
+            checksum,
+            time: self.time.seconds,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn copy_step(
+        &self,
+        step: &Step,
+        request: &CopyRequest<'_>,
+        from: Option<FromSource>,
+        link: bool,
+        stage: &mut StageResult,
+        results: &BTreeMap<usize, StageResult>,
+        record: Option<&Digest>,
+    ) -> Result<(Digest, bool), BuildError> {
+        if !link {
+            self.ensure_rootfs(stage)?;
+        }
+        let image_root;
+        let frozen;
+        let root = match &from {
+            None => SourceRoot {
+                dir: self.context.root(),
+                label: "build context".into(),
+                ignore: Some(self.context.ignore()),
+                keep_owner: false,
+            },
+            Some(FromSource::Stage(index)) => {
+                let source = results
+                    .get(index)
+                    .ok_or_else(|| BuildError::Plan(format!("stage {index} was not built")))?;
+                let mut guard = source.frozen.lock().unwrap_or_else(|e| e.into_inner());
+                if guard.is_none() {
+                    *guard = Some(self.materialise(&source.layers)?);
+                }
+                frozen = guard;
+                let label = format!("stage {}", source.label);
+                let dir = frozen
+                    .as_ref()
+                    .map(|t| t.path())
+                    .unwrap_or(Path::new("/nonexistent"));
+                SourceRoot {
+                    dir,
+                    label,
+                    ignore: None,
+                    keep_owner: true,
+                }
+            }
+            Some(FromSource::Image(reference)) => {
+                let (_, manifest, _) =
+                    self.builder
+                        .store
+                        .get_image(reference)
+                        .map_err(|e| BuildError::BaseImage {
+                            reference: reference.clone(),
+                            reason: e.to_string(),
+                        })?;
+                image_root = self.materialise(&manifest.layers)?;
+                SourceRoot {
+                    dir: image_root.path(),
+                    label: format!("image {reference}"),
+                    ignore: None,
+                    keep_owner: true,
+                }
+            }
+        };
+        let dir = self.scratch_dir("copy")?;
+        let rootfs = if link {
+            None
+        } else {
+            stage.rootfs.as_ref().map(|t| t.path())
+        };
+        let mut staging = Staging::new(
+            dir.path().join("tree"),
+            rootfs,
+            request.chown.unwrap_or((0, 0)),
+            self.time.seconds,
+        );
+        if let Some(chmod) = &request.chmod {
+            staging.set_new_dir_mode(chmod.apply(0o755, true));
+        }
+        std::fs::create_dir(staging.root()).map_err(BuildError::io("create", staging.root()))?;
+        copy::stage_copy(request, &root, &mut staging).map_err(|m| self.step_error(step, m))?;
+        let tree = staging.finish()?;
+        let mut text = String::from(request.keyword);
+        for source in request.sources {
+            match source {
+                CopySource::Path(p) => text.push_str(&format!(" {p}")),
+                CopySource::Heredoc(h) => text.push_str(&format!(" <<{}", h.name)),
+            }
+        }
+        text.push_str(&format!(" {}", request.dest));
+        self.commit_layer(
+            stage,
+            &tree,
+            &ChangeSet::whole_tree(&tree)?,
+            text,
+            true,
+            record,
+        )
+    }
+}
+
+pub(super) enum FromSource {
+    Stage(usize),
+    Image(String),
+}

@@ -1,0 +1,159 @@
+//! Layers of a stage: written into the store, applied to the stage's filesystem, squashed.
+
+use super::{Env, StageResult};
+use crate::error::BuildError;
+use crate::history;
+use crate::request::ImageFormat;
+use rbuild_layer::{ApplyOptions, ChangeSet};
+use rbuild_oci::{Descriptor, Digest};
+use rbuild_store::CacheRecord;
+use std::path::Path;
+
+impl Env<'_> {
+    /// Writes a layer into the store, records it in the stage and, under `record`, in the
+    /// step cache.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn commit_layer(
+        &self,
+        stage: &mut StageResult,
+        root: &Path,
+        changes: &ChangeSet,
+        created_by: String,
+        layer_op: bool,
+        record: Option<&Digest>,
+    ) -> Result<(Digest, bool), BuildError> {
+        let store = &self.builder.store;
+        let mut writer = store.blob_writer()?;
+        let info = self.layer_writer.write(root, changes, &mut writer)?;
+        let (digest, size) = writer.commit(Some(&info.digest), Some(info.size))?;
+        let media_type = match self.format {
+            ImageFormat::Oci => info.media_type.clone(),
+            ImageFormat::Docker => {
+                rbuild_layer::docker_media_type(self.layer_writer.options().compression)
+            }
+        };
+        let descriptor = Descriptor::new(media_type, digest.clone(), size);
+        if let Some(record) = record {
+            let mut entry = CacheRecord {
+                descriptors: vec![descriptor.clone()],
+                ..CacheRecord::default()
+            };
+            entry
+                .annotations
+                .insert("diff_id".into(), info.diff_id.to_string());
+            entry
+                .annotations
+                .insert("created_by".into(), created_by.clone());
+            entry
+                .annotations
+                .insert("layer_op".into(), layer_op.to_string());
+            if let Err(e) = store.put_cache_record(record, &entry) {
+                tracing::warn!(%record, error = %e, "step cache record not written");
+            }
+        }
+        self.record_layer(stage, descriptor, info.diff_id, created_by, layer_op)?;
+        tracing::debug!(%digest, size, "layer committed");
+        Ok((digest, false))
+    }
+
+    /// Adds a layer to the stage (layers, diffIDs, history) and applies it to the stage's
+    /// rootfs if that is materialised.
+    pub(super) fn record_layer(
+        &self,
+        stage: &mut StageResult,
+        descriptor: Descriptor,
+        diff_id: Digest,
+        created_by: String,
+        layer_op: bool,
+    ) -> Result<(), BuildError> {
+        if let Some(rootfs) = &stage.rootfs {
+            let blob = self.builder.store.open_blob(&descriptor.digest)?;
+            rbuild_layer::apply_layer(
+                blob,
+                rootfs.path(),
+                &ApplyOptions {
+                    expected_diff_id: Some(diff_id.clone()),
+                    set_owners: true,
+                },
+            )?;
+        }
+        stage.layers.push(descriptor);
+        stage.image.config.rootfs.diff_ids.push(diff_id);
+        stage
+            .image
+            .config
+            .history
+            .push(history::entry(created_by, true, layer_op, self.created));
+        Ok(())
+    }
+
+    /// `--single-snapshot`: replaces the stage's own layers by one layer of everything they
+    /// changed over the base (deletions as whiteouts); their history entries stay, all but
+    /// the last layer entry marked empty.
+    pub(super) fn squash(&self, stage: &mut StageResult) -> Result<(), BuildError> {
+        let own = stage.layers.len() - stage.base_layers;
+        if own <= 1 {
+            return Ok(());
+        }
+        let dir = self.materialise(&stage.layers[..stage.base_layers])?;
+        let before = rbuild_layer::TreeScan::scan(dir.path())?;
+        for layer in &stage.layers[stage.base_layers..] {
+            let blob = self.builder.store.open_blob(&layer.digest)?;
+            rbuild_layer::apply_layer(blob, dir.path(), &ApplyOptions::default())?;
+        }
+        let after = rbuild_layer::TreeScan::scan(dir.path())?;
+        let changes = rbuild_layer::diff(&before, &after);
+        let store = &self.builder.store;
+        let mut writer = store.blob_writer()?;
+        let info = self.layer_writer.write(dir.path(), &changes, &mut writer)?;
+        let (digest, size) = writer.commit(Some(&info.digest), Some(info.size))?;
+        let media_type = match self.format {
+            ImageFormat::Oci => info.media_type.clone(),
+            ImageFormat::Docker => {
+                rbuild_layer::docker_media_type(self.layer_writer.options().compression)
+            }
+        };
+        stage.layers.truncate(stage.base_layers);
+        stage.layers.push(Descriptor::new(media_type, digest, size));
+        let diff_ids = &mut stage.image.config.rootfs.diff_ids;
+        diff_ids.truncate(stage.base_layers);
+        diff_ids.push(info.diff_id);
+        let own_history = &mut stage.image.config.history[stage.base_history..];
+        if let Some(last) = own_history.iter().rposition(|h| !h.empty_layer) {
+            for (i, h) in own_history.iter_mut().enumerate() {
+                h.empty_layer = h.empty_layer || i != last;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn scratch_dir(&self, prefix: &str) -> Result<tempfile::TempDir, BuildError> {
+        tempfile::Builder::new()
+            .prefix(&format!("{prefix}-"))
+            .tempdir_in(&self.builder.scratch)
+            .map_err(BuildError::io(
+                "create a directory in",
+                &self.builder.scratch,
+            ))
+    }
+
+    pub(super) fn ensure_rootfs(&self, stage: &mut StageResult) -> Result<(), BuildError> {
+        if stage.rootfs.is_none() {
+            stage.rootfs = Some(self.materialise(&stage.layers)?);
+        }
+        Ok(())
+    }
+
+    /// Applies `layers` from the store onto a fresh directory.
+    pub(super) fn materialise(
+        &self,
+        layers: &[Descriptor],
+    ) -> Result<tempfile::TempDir, BuildError> {
+        let dir = self.scratch_dir("rootfs")?;
+        for layer in layers {
+            let blob = self.builder.store.open_blob(&layer.digest)?;
+            rbuild_layer::apply_layer(blob, dir.path(), &ApplyOptions::default())?;
+        }
+        Ok(dir)
+    }
+}

@@ -1,0 +1,392 @@
+//! The engine: walks the plan stage by stage, step by step; metadata steps change the config,
+//! COPY/ADD/WORKDIR/RUN produce layers written by rbuild-layer into rbuild-store; the result is
+//! committed into the store and exported.
+
+use crate::context::BuildContext;
+use crate::error::BuildError;
+use crate::image_state::ImageState;
+use crate::planning::{plan_dockerfile_with, PlanRequest};
+use crate::remote::Remote;
+use crate::request::{
+    BuildEvent, BuildOutcome, BuildRequest, DockerfileSource, ImageFormat, StepReport,
+};
+use crate::runner::{Isolation, StepRunner};
+use crate::sandbox_runner::LazySandboxRunner;
+use crate::store_resolver::StoreResolver;
+use crate::timestamp::BuildTime;
+use rbuild_layer::{LayerOptions, LayerWriter};
+use rbuild_oci::{Descriptor, Digest, Manifest, MediaType};
+use rbuild_plan::{PlannedStage, Step};
+use rbuild_store::Store;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod cache;
+mod copy_step;
+mod layers;
+mod stage;
+
+/// The progress callback.
+pub type ProgressFn = Arc<dyn Fn(&BuildEvent) + Send + Sync>;
+
+/// Builds images; configured once, used for any number of builds.
+pub struct Builder {
+    store: Store,
+    scratch: PathBuf,
+    runner: Arc<dyn StepRunner>,
+    progress: Option<ProgressFn>,
+    remote: Option<Remote>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("store", &self.store.root())
+            .field("scratch", &self.scratch)
+            .finish()
+    }
+}
+
+/// The state of a stage while and after it is built.
+struct StageResult {
+    image: ImageState,
+    layers: Vec<Descriptor>,
+    rootfs: Option<tempfile::TempDir>,
+    label: String,
+    /// The cache key of the stage's last step (of its base before any step).
+    key: Option<Digest>,
+    /// How many of `layers` and of the history entries come from the base.
+    base_layers: usize,
+    base_history: usize,
+    /// The finished stage's filesystem, for `COPY --from` (materialised on first use).
+    frozen: std::sync::Mutex<Option<tempfile::TempDir>>,
+}
+
+impl Builder {
+    /// A builder over the content store at `store_dir` (created if missing); scratch space
+    /// (rootfs trees, staging) goes under `<store_dir>/.rbuild-work`.
+    pub fn new(store_dir: impl AsRef<Path>) -> Result<Builder, BuildError> {
+        let store = Store::open(store_dir.as_ref())?;
+        let scratch = store.root().join(".rbuild-work");
+        std::fs::create_dir_all(&scratch).map_err(BuildError::io("create", &scratch))?;
+        Ok(Builder {
+            store,
+            scratch,
+            runner: Arc::new(LazySandboxRunner::new(Isolation::Auto)),
+            progress: None,
+            remote: None,
+        })
+    }
+
+    /// Runs RUN steps in `rbuild-sandbox` with this isolation (the default is
+    /// [`Isolation::Auto`]); the sandbox is probed at the first RUN, so builds without RUN
+    /// never need namespaces.
+    pub fn with_isolation(mut self, isolation: Isolation) -> Builder {
+        self.runner = Arc::new(LazySandboxRunner::new(isolation));
+        self
+    }
+
+    /// Uses `runner` for RUN steps instead of the sandbox ([`NoRunner`](crate::NoRunner)
+    /// refuses them).
+    pub fn with_runner(mut self, runner: Arc<dyn StepRunner>) -> Builder {
+        self.runner = runner;
+        self
+    }
+
+    /// Pulls base images the store lacks through `remote` (a clone of it is kept).
+    pub fn with_remote(mut self, remote: &Remote) -> Builder {
+        self.remote = Some(remote.clone());
+        self
+    }
+
+    /// Reports progress to `callback`.
+    pub fn with_progress(mut self, callback: ProgressFn) -> Builder {
+        self.progress = Some(callback);
+        self
+    }
+
+    /// The content store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn emit(&self, event: BuildEvent) {
+        if let Some(p) = &self.progress {
+            p(&event);
+        }
+    }
+
+    /// Runs one build.
+    pub fn build(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+        let mut context = BuildContext::open(
+            request.context,
+            request.context_sub_path.as_deref(),
+            &self.scratch,
+        )?;
+        let (text, file_name, dockerfile_path) = match &request.dockerfile {
+            DockerfileSource::Text(t) => (t.clone(), "Dockerfile".to_string(), None),
+            DockerfileSource::Path(p) => {
+                let path = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    context.root().join(p)
+                };
+                let text = std::fs::read_to_string(&path).map_err(|e| BuildError::Dockerfile {
+                    path: p.clone(),
+                    reason: if e.kind() == std::io::ErrorKind::NotFound {
+                        "not found".into()
+                    } else {
+                        e.to_string()
+                    },
+                })?;
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "Dockerfile".into());
+                (text, name, Some(path))
+            }
+        };
+        context.load_ignore(dockerfile_path.as_deref())?;
+
+        let epoch = request.source_date_epoch.or_else(|| {
+            request
+                .build_args
+                .get("SOURCE_DATE_EPOCH")
+                .and_then(|v| v.parse().ok())
+        });
+        let time = epoch.map(BuildTime::fixed).unwrap_or_else(BuildTime::now);
+        let created = time.rfc3339();
+        let resolver = StoreResolver::with_remote(&self.store, self.remote.as_ref());
+        let plan_request = PlanRequest {
+            build_args: request.build_args.clone(),
+            target: request.target.clone(),
+            platform: request.platform.clone(),
+        };
+        let planned = plan_dockerfile_with(&text, &plan_request, &resolver)
+            .map_err(|e| BuildError::Plan(e.render(&file_name)))?;
+        let plan = planned.plan;
+        let warnings = plan.warnings.iter().map(|w| w.render(&file_name)).collect();
+        let layer_writer = LayerWriter::new(LayerOptions {
+            compression: request.compression,
+            level: request.compression_level,
+            source_date_epoch: epoch,
+            threads: None,
+        });
+        let env = Env {
+            builder: self,
+            context: &context,
+            file_name: &file_name,
+            created: &created,
+            time,
+            layer_writer: &layer_writer,
+            format: request.format,
+            no_cache: request.no_cache,
+            cancel: request.cancel.clone(),
+            record_salt: format!(
+                "{:?}/{:?}/{:?}/{:?}",
+                request.compression, request.compression_level, epoch, request.format
+            ),
+        };
+
+        let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
+        let mut stage_reports: BTreeMap<usize, Vec<StepReport>> = BTreeMap::new();
+        let mut pending: Vec<&PlannedStage> = plan.stages.iter().collect();
+        // Stages run in waves: every stage whose dependencies are built runs, the independent
+        // ones of a wave concurrently.
+        while !pending.is_empty() {
+            if request.cancel.is_cancelled() {
+                return Err(BuildError::Cancelled);
+            }
+            let (ready, rest): (Vec<&PlannedStage>, Vec<&PlannedStage>) = pending
+                .into_iter()
+                .partition(|s| s.depends_on.iter().all(|d| results.contains_key(d)));
+            if ready.is_empty() {
+                return Err(BuildError::Plan(
+                    "the stages depend on each other in a cycle".into(),
+                ));
+            }
+            pending = rest;
+            let built: Vec<Result<(StageResult, Vec<StepReport>), BuildError>> =
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = ready
+                        .iter()
+                        .map(|stage| {
+                            let (env, results) = (&env, &results);
+                            scope.spawn(move || {
+                                self.emit(BuildEvent::StageStarted {
+                                    stage: stage.index,
+                                    name: stage.name.clone(),
+                                });
+                                env.build_stage(stage, results)
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(BuildError::Plan("a stage's thread panicked".into()))
+                            })
+                        })
+                        .collect()
+                });
+            for (stage, outcome) in ready.iter().zip(built) {
+                let (result, reports) = outcome?;
+                results.insert(stage.index, result);
+                stage_reports.insert(stage.index, reports);
+            }
+        }
+        let reports: Vec<StepReport> = plan
+            .stages
+            .iter()
+            .flat_map(|s| stage_reports.remove(&s.index).unwrap_or_default())
+            .collect();
+        let mut target = results
+            .remove(&plan.target)
+            .ok_or_else(|| BuildError::Plan("the target stage was not built".into()))?;
+        if request.single_snapshot {
+            env.squash(&mut target)?;
+        }
+        let mut config = target.image.config;
+        for (k, v) in &request.labels {
+            config.config.labels.insert(k.clone(), v.clone());
+        }
+        config.created = Some(created.clone());
+        if let Some(platform) = &request.platform {
+            config.architecture = platform.architecture.clone();
+            config.os = platform.os.clone();
+        }
+        let (manifest_type, config_type) = match request.format {
+            ImageFormat::Oci => (MediaType::OciManifest, MediaType::OciConfig),
+            ImageFormat::Docker => (MediaType::DockerManifest, MediaType::DockerConfig),
+        };
+        let config_bytes = config.to_canonical_json();
+        let config_descriptor = self.store.put_blob(&config_bytes, config_type)?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(manifest_type.clone()),
+            artifact_type: None,
+            config: config_descriptor,
+            layers: target
+                .layers
+                .iter()
+                .map(|l| layer_for_format(l, request.format))
+                .collect(),
+            subject: None,
+            annotations: Default::default(),
+        };
+        let manifest_bytes = manifest.to_canonical_json();
+        let image_name = request
+            .image_name
+            .clone()
+            .unwrap_or_else(|| "localhost/rbuild:latest".into());
+        let descriptor = self
+            .store
+            .put_image(&image_name, &manifest_bytes, manifest_type)?;
+        let digest = descriptor.digest.clone();
+        self.emit(BuildEvent::ImageCommitted {
+            digest: digest.clone(),
+        });
+        tracing::info!(%digest, image = %image_name, "image committed");
+
+        if let Some(dir) = &request.oci_layout_path {
+            let tag = image_name
+                .rsplit_once(':')
+                .map(|(_, t)| t)
+                .filter(|t| !t.contains('/'))
+                .unwrap_or("latest");
+            self.store
+                .export_oci_layout(dir, &[(image_name.as_str(), tag)])
+                .map_err(|e| BuildError::Output {
+                    path: dir.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        if let Some(path) = &request.docker_archive_path {
+            write_atomically(path, |file| {
+                self.store
+                    .export_docker_archive(&[image_name.as_str()], file)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })?;
+        }
+        if let Some(path) = &request.digest_file {
+            write_atomically(path, |mut file| {
+                use std::io::Write;
+                file.write_all(digest.as_str().as_bytes())
+                    .map_err(|e| e.to_string())
+            })?;
+        }
+        Ok(BuildOutcome {
+            digest,
+            manifest,
+            manifest_bytes,
+            config,
+            image_name,
+            steps: reports,
+            warnings,
+        })
+    }
+}
+
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(std::fs::File) -> Result<(), String>,
+) -> Result<(), BuildError> {
+    let out = |reason: String| BuildError::Output {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| out(e.to_string()))?;
+    write(temp.as_file().try_clone().map_err(|e| out(e.to_string()))?).map_err(out)?;
+    temp.persist(path).map_err(|e| out(e.to_string()))?;
+    Ok(())
+}
+
+/// What every step of one build shares.
+struct Env<'a> {
+    builder: &'a Builder,
+    context: &'a BuildContext,
+    file_name: &'a str,
+    created: &'a str,
+    time: BuildTime,
+    layer_writer: &'a LayerWriter,
+    format: ImageFormat,
+    no_cache: bool,
+    cancel: crate::CancelToken,
+    /// What besides the cache key shapes a layer blob (compression, level, epoch, format).
+    record_salt: String,
+}
+
+impl Env<'_> {
+    pub(super) fn step_error(&self, step: &Step, message: impl Into<String>) -> BuildError {
+        BuildError::Step {
+            file: self.file_name.to_string(),
+            line: step.span.line,
+            message: message.into(),
+        }
+    }
+}
+
+/// A layer descriptor with the media type of the image format: a base image's layers keep
+/// their bytes and digest, but a Docker manifest lists Docker layer types and an OCI one OCI
+/// types, as BuildKit's exporter converts them. zstd has no Docker type and stays OCI.
+fn layer_for_format(layer: &Descriptor, format: ImageFormat) -> Descriptor {
+    let docker_tar = "application/vnd.docker.image.rootfs.diff.tar";
+    let media_type = match (format, &layer.media_type) {
+        (ImageFormat::Docker, MediaType::OciLayerGzip) => MediaType::DockerLayerGzip,
+        (ImageFormat::Docker, MediaType::OciLayer) => MediaType::Other(docker_tar.into()),
+        (ImageFormat::Oci, MediaType::DockerLayerGzip) => MediaType::OciLayerGzip,
+        (ImageFormat::Oci, MediaType::Other(t)) if t == docker_tar => MediaType::OciLayer,
+        (_, other) => other.clone(),
+    };
+    Descriptor {
+        media_type,
+        ..layer.clone()
+    }
+}

@@ -1,0 +1,325 @@
+//! One stage: its base, then each step (metadata, WORKDIR, RUN, COPY/ADD), with reports.
+
+use super::copy_step::FromSource;
+use super::{Env, StageResult};
+use crate::copy::{owner::resolve_chown, staging::Staging};
+use crate::error::BuildError;
+use crate::history;
+use crate::image_state::ImageState;
+use crate::request::{BuildEvent, StepReport, StepStatus};
+use crate::runner::{RunError, RunRequest};
+use rbuild_dockerfile::Instruction;
+use rbuild_layer::ChangeSet;
+use rbuild_oci::Digest;
+use rbuild_plan::{Base, KeyEncoder, PlannedStage, Step, StepInput};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+impl Env<'_> {
+    pub(super) fn build_stage(
+        &self,
+        stage: &PlannedStage,
+        results: &BTreeMap<usize, StageResult>,
+    ) -> Result<(StageResult, Vec<StepReport>), BuildError> {
+        let cancel = &self.cancel;
+        let mut reports = Vec::new();
+        let store = &self.builder.store;
+        let label = stage
+            .name
+            .clone()
+            .unwrap_or_else(|| stage.index.to_string());
+        let mut result = match &stage.base {
+            Base::Scratch => StageResult {
+                image: ImageState::scratch(&stage.platform),
+                layers: vec![],
+                rootfs: None,
+                label,
+                key: Some(base_key("scratch", &stage.platform.to_string())),
+                base_layers: 0,
+                base_history: 0,
+                frozen: Default::default(),
+            },
+            Base::Image { reference, .. } => {
+                let (descriptor, manifest, config) = store
+                    .get_image_for_platform(reference, &stage.platform)
+                    .map_err(|e| BuildError::BaseImage {
+                        reference: reference.clone(),
+                        reason: e.to_string(),
+                    })?;
+                StageResult {
+                    image: ImageState::from_base(config),
+                    layers: manifest.layers,
+                    rootfs: None,
+                    label,
+                    key: Some(base_key("image", descriptor.digest.as_str())),
+                    base_layers: 0,
+                    base_history: 0,
+                    frozen: Default::default(),
+                }
+            }
+            Base::Stage { index } => {
+                let parent = results
+                    .get(index)
+                    .ok_or_else(|| BuildError::Plan(format!("stage {index} was not built")))?;
+                StageResult {
+                    image: ImageState::from_base(parent.image.config.clone()),
+                    layers: parent.layers.clone(),
+                    rootfs: None,
+                    label,
+                    key: parent.key.clone(),
+                    base_layers: 0,
+                    base_history: 0,
+                    frozen: Default::default(),
+                }
+            }
+        };
+        result.base_layers = result.layers.len();
+        result.base_history = result.image.config.history.len();
+        for step in &stage.steps {
+            if cancel.is_cancelled() {
+                return Err(BuildError::Cancelled);
+            }
+            let keyword = step.instruction.keyword();
+            self.builder.emit(BuildEvent::StepStarted {
+                stage: stage.index,
+                line: step.span.line,
+                keyword,
+            });
+            let started = Instant::now();
+            let key = self.step_key(step, &result, results);
+            let record = key
+                .as_ref()
+                .filter(|_| step.layer)
+                .map(|k| self.record_key(k));
+            let done = self.run_step(step, &mut result, results, record.as_ref())?;
+            result.key = key.clone();
+            let (status, layer) = match done {
+                None => (StepStatus::Metadata, None),
+                Some((digest, true)) => (StepStatus::Cached, Some(digest)),
+                Some((digest, false)) => (StepStatus::Built, Some(digest)),
+            };
+            let report = StepReport {
+                stage: stage.index,
+                line: step.span.line,
+                keyword,
+                status,
+                layer,
+                cache_key: key,
+                duration: started.elapsed(),
+            };
+            self.builder.emit(BuildEvent::StepFinished(report.clone()));
+            reports.push(report);
+        }
+        // Later stages copy from what this one left.
+        *result.frozen.get_mut().unwrap_or_else(|e| e.into_inner()) = result.rootfs.take();
+        Ok((result, reports))
+    }
+
+    /// Runs one step; returns the digest of the layer it made or reused (true when reused).
+    pub(super) fn run_step(
+        &self,
+        step: &Step,
+        stage: &mut StageResult,
+        results: &BTreeMap<usize, StageResult>,
+        record: Option<&Digest>,
+    ) -> Result<Option<(Digest, bool)>, BuildError> {
+        if !matches!(step.instruction, Instruction::Workdir { .. }) {
+            if let Some(digest) = self.try_cache(record, stage)? {
+                return Ok(Some((digest, true)));
+            }
+        }
+        match &step.instruction {
+            Instruction::Copy(c) => {
+                let request = self.copy_request(
+                    "COPY",
+                    &c.sources,
+                    &c.dest,
+                    c.chown.as_deref(),
+                    c.chmod.as_deref(),
+                    c.parents,
+                    &c.excludes,
+                    false,
+                    None,
+                    stage,
+                    step,
+                )?;
+                let link = c.link;
+                let from = step.inputs.iter().find_map(|i| match i {
+                    StepInput::Stage { index, .. } => Some(FromSource::Stage(*index)),
+                    StepInput::Image { reference, .. } => {
+                        Some(FromSource::Image(reference.clone()))
+                    }
+                    _ => None,
+                });
+                let desc = self.copy_step(step, &request, from, link, stage, results, record)?;
+                Ok(Some(desc))
+            }
+            Instruction::Add(a) => {
+                let request = self.copy_request(
+                    "ADD",
+                    &a.sources,
+                    &a.dest,
+                    a.chown.as_deref(),
+                    a.chmod.as_deref(),
+                    false,
+                    &a.excludes,
+                    a.unpack != Some(false),
+                    a.checksum.clone(),
+                    stage,
+                    step,
+                )?;
+                let desc = self.copy_step(step, &request, None, a.link, stage, results, record)?;
+                Ok(Some(desc))
+            }
+            Instruction::Workdir { path } => {
+                let wd = stage.image.set_workdir(path);
+                if wd == "/" {
+                    stage.image.config.history.push(history::entry(
+                        format!("WORKDIR {wd}"),
+                        false,
+                        false,
+                        self.created,
+                    ));
+                    return Ok(None);
+                }
+                if let Some(digest) = self.try_cache(record, stage)? {
+                    return Ok(Some((digest, true)));
+                }
+                self.ensure_rootfs(stage)?;
+                let user = stage.image.config.config.user.clone();
+                let owner = if user.is_empty() {
+                    (0, 0)
+                } else {
+                    resolve_chown(&user, stage.rootfs.as_ref().map(|t| t.path()))
+                        .map_err(|e| self.step_error(step, format!("WORKDIR failed: {e}")))?
+                };
+                let dir = self.scratch_dir("workdir")?;
+                let mut staging = Staging::new(
+                    dir.path().join("tree"),
+                    stage.rootfs.as_ref().map(|t| t.path()),
+                    owner,
+                    self.time.seconds,
+                );
+                std::fs::create_dir(staging.root())
+                    .map_err(BuildError::io("create", staging.root()))?;
+                let created = staging.ensure_dir(&wd)?;
+                let root = staging.finish()?;
+                // A new directory comes with its existing parents, as in BuildKit's diff of a
+                // `mkdir -p`; a directory that already exists gives an empty layer, as there.
+                let changes = if created {
+                    ChangeSet::whole_tree(&root)?
+                } else {
+                    ChangeSet::new()
+                };
+                let desc = self.commit_layer(
+                    stage,
+                    &root,
+                    &changes,
+                    format!("WORKDIR {wd}"),
+                    false,
+                    record,
+                )?;
+                Ok(Some(desc))
+            }
+            Instruction::Run(run) => {
+                if let Some(spec) = run.mount_specs.first() {
+                    return Err(self.step_error(
+                        step,
+                        format!("RUN failed: --mount={spec} is not supported yet"),
+                    ));
+                }
+                self.ensure_rootfs(stage)?;
+                let argv = match &run.command {
+                    rbuild_dockerfile::CommandForm::Shell(text) => {
+                        let mut text = text.clone();
+                        for doc in &run.heredocs {
+                            text.push('\n');
+                            text.push_str(&doc.content);
+                            text.push_str(&doc.name);
+                        }
+                        stage.image.with_shell(&text)
+                    }
+                    rbuild_dockerfile::CommandForm::Exec(a) => a.clone(),
+                };
+                let mut env: Vec<String> = stage.image.config.config.env.clone();
+                for (k, v) in &step.args {
+                    if !env.iter().any(|e| e.split('=').next() == Some(k.as_str())) {
+                        env.push(format!("{k}={v}"));
+                    }
+                }
+                let scratch = self.scratch_dir("run")?;
+                let rootfs = stage
+                    .rootfs
+                    .as_ref()
+                    .map(|t| t.path().to_path_buf())
+                    .unwrap_or_default();
+                let request = RunRequest {
+                    rootfs: &rootfs,
+                    scratch: scratch.path(),
+                    argv: argv.clone(),
+                    env,
+                    workdir: match stage.image.config.config.working_dir.as_str() {
+                        "" => "/".to_string(),
+                        wd => wd.to_string(),
+                    },
+                    user: stage.image.config.config.user.clone(),
+                    network_none: run.network == Some(rbuild_dockerfile::NetworkMode::None),
+                    cancel: self.cancel.clone(),
+                };
+                let line = step.span.line;
+                let mut on_line = |text: &str| {
+                    self.builder.emit(BuildEvent::Output {
+                        line,
+                        text: text.to_string(),
+                    })
+                };
+                let changes =
+                    self.builder
+                        .runner
+                        .run(&request, &mut on_line)
+                        .map_err(|e| match e {
+                            RunError::Unavailable(reason) => BuildError::RunUnavailable {
+                                file: self.file_name.to_string(),
+                                line,
+                                reason,
+                            },
+                            RunError::Cancelled => BuildError::Cancelled,
+                            RunError::Failed(m) => {
+                                self.step_error(step, format!("RUN failed: {m}"))
+                            }
+                        })?;
+                if changes.exit_code != 0 {
+                    return Err(BuildError::RunFailed {
+                        file: self.file_name.to_string(),
+                        line,
+                        command: argv.last().cloned().unwrap_or_default(),
+                        code: changes.exit_code,
+                    });
+                }
+                let text = format!("RUN {}", history::run_command_string(&step.args, &argv));
+                let desc =
+                    self.commit_layer(stage, &changes.root, &changes.changes, text, true, record)?;
+                Ok(Some(desc))
+            }
+            other => {
+                let entry = stage
+                    .image
+                    .apply_metadata(other, self.created)
+                    .map_err(|e| {
+                        self.step_error(step, format!("{} failed: {e}", other.keyword()))
+                    })?;
+                if let Some(entry) = entry {
+                    stage.image.config.history.push(entry);
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The key a stage starts from.
+pub(super) fn base_key(kind: &str, what: &str) -> Digest {
+    let mut e = KeyEncoder::new("base");
+    e.field(kind, what.as_bytes());
+    e.finish()
+}
