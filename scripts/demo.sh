@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 bash scripts/install-deps.sh
-cargo build --release --locked -p rbuild-cli
+cargo build --release -p rbuild-cli
 rbuild="$repo/target/release/rbuild"
 
 work=$(mktemp -d /tmp/rbuild-demo.XXXXXX)
