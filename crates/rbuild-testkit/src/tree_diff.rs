@@ -218,6 +218,12 @@ fn compare_config(candidate: &ImageTree, oracle: &ImageTree, record: &mut impl F
             "Env" if cv != ov && sorted(&cv) == sorted(&ov) => {
                 field("Env.order", cv, ov, record);
             }
+            // Unset (null) against an empty list: the same meaning, told apart so an allowance
+            // can accept exactly this and nothing else (found by the first rbuild comparison:
+            // Buildah writes `[]` where BuildKit leaves the field out).
+            "Entrypoint" | "Cmd" if cv.is_null() && ov.as_array().is_some_and(Vec::is_empty) => {
+                field(&format!("{key}.empty"), cv, ov, record);
+            }
             _ => field(key, cv, ov, record),
         }
     }
