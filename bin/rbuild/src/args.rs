@@ -1,7 +1,7 @@
 //! Parsing of flag values shared by the subcommands.
 
 use anyhow::{anyhow, Context, Result};
-use rbuild::DockerfileSource;
+use rbuild::{DockerfileSource, SecretSource};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
@@ -35,6 +35,36 @@ pub fn parse_key_values(flag: &str, raw: &[String]) -> Result<Vec<(String, Strin
             _ => Err(anyhow!("{flag} {item:?}: expected KEY=VALUE")),
         })
         .collect()
+}
+
+/// `--secret id=ID,src=PATH` / `id=ID,env=VAR` / `id=ID` (BuildKit's syntax; `source=` and
+/// `type=file|env` are accepted too).
+pub fn parse_secrets(raw: &[String]) -> Result<BTreeMap<String, SecretSource>> {
+    let mut secrets = BTreeMap::new();
+    for item in raw {
+        let mut id = None;
+        let mut source = None;
+        for field in item.split(',') {
+            let (key, value) = field
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--secret {item:?}: expected key=value fields"))?;
+            match key {
+                "id" => id = Some(value.to_string()),
+                "src" | "source" => source = Some(SecretSource::File(PathBuf::from(value))),
+                "env" => source = Some(SecretSource::Env(value.to_string())),
+                "type" if value == "file" || value == "env" => {}
+                _ => return Err(anyhow!("--secret {item:?}: unknown field {key:?}")),
+            }
+        }
+        let id = id
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| anyhow!("--secret {item:?}: id= is required"))?;
+        let source = source.unwrap_or_else(|| SecretSource::Env(id.clone()));
+        if secrets.insert(id.clone(), source).is_some() {
+            return Err(anyhow!("--secret: id {id:?} given twice"));
+        }
+    }
+    Ok(secrets)
 }
 
 /// The text of a Dockerfile named on the command line (`-` is standard input).
@@ -75,6 +105,22 @@ mod tests {
         );
         assert!(parse_key_values("--label", &["=x".into()]).is_err());
         assert!(parse_key_values("--label", &["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn secrets_take_buildkit_syntax() {
+        let s = parse_secrets(&[
+            "id=a,src=/run/a".into(),
+            "id=b,env=B_VAR".into(),
+            "id=C".into(),
+        ])
+        .unwrap();
+        assert!(matches!(&s["a"], SecretSource::File(p) if p == &PathBuf::from("/run/a")));
+        assert!(matches!(&s["b"], SecretSource::Env(v) if v == "B_VAR"));
+        assert!(matches!(&s["C"], SecretSource::Env(v) if v == "C"));
+        assert!(parse_secrets(&["src=/x".into()]).is_err());
+        assert!(parse_secrets(&["id=a,bogus=1".into()]).is_err());
+        assert!(parse_secrets(&["id=a".into(), "id=a,src=/y".into()]).is_err());
     }
 
     #[test]

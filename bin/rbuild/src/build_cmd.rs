@@ -1,6 +1,6 @@
 //! The build: flags → `BuildRequest`, progress printed as it comes, push, digest files.
 
-use crate::args::{parse_build_args, parse_key_values, read_dockerfile_arg};
+use crate::args::{parse_build_args, parse_key_values, parse_secrets, read_dockerfile_arg};
 use crate::cli::{BuildArgs, CompressionArg, ImageFormatArg, IsolationArg};
 use crate::progress::Progress;
 use anyhow::{anyhow, Context, Result};
@@ -91,6 +91,7 @@ fn build(args: &BuildArgs) -> Result<()> {
         docker_archive_path: args.tar_path.clone(),
         digest_file: args.digest_file.clone(),
         single_snapshot: args.single_snapshot,
+        secrets: parse_secrets(&args.secrets)?,
         ..BuildRequest::default()
     };
     let outcome = builder.build(request)?;

@@ -156,6 +156,11 @@ pub struct BuildArgs {
     /// Retries of a failed base image download.
     #[arg(long = "image-download-retry", default_value = "3")]
     pub image_download_retry: u32,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=PATH` (a file), `id=ID,env=VAR`
+    /// (an environment variable) or `id=ID` (the variable named ID). Repeatable. Never stored
+    /// in the image, the cache or the logs.
+    #[arg(long = "secret", value_name = "id=ID[,src=PATH|,env=VAR]")]
+    pub secrets: Vec<String>,
     /// The content store (pulled bases, built layers, the step cache).
     #[arg(long = "cache-dir", env = "RBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -525,7 +525,6 @@ fn docker_format_and_zstd_layers_push_and_read_back() {
 }
 
 #[test]
-#[ignore = "CLI bug: `--secret id=ID,src=PATH` is not accepted (the library has BuildRequest::secrets)"]
 fn secret_mount_is_readable_in_run_and_absent_from_image_and_logs() {
     let Some(fx) = Fixture::start() else {
         return;
