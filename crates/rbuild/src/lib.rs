@@ -17,6 +17,17 @@
 //!   the first RUN with the [`Isolation`] asked for ([`Builder::with_isolation`]); the program
 //!   must then call [`run_sandbox_helper_if_requested`] first thing in `main`, since the
 //!   sandbox re-executes it as its helper. [`NoRunner`] refuses RUN with a clear error.
+//! - `RUN --mount`: `type=cache` (a directory kept across builds under
+//!   `<store>/cache-mounts/`, keyed by `id` or the target, `sharing=shared|private|locked`,
+//!   `uid/gid/mode`, seeded `from=` a stage when created), `type=bind` (the context after
+//!   `.dockerignore`, a stage or an image; read-only unless `rw`, whose writes are discarded;
+//!   its content is part of the step key), `type=secret` (from [`BuildRequest::secrets`], a
+//!   [`SecretSource`] per id: a file at `/run/secrets/<id>` or the target, mode 0400, and/or
+//!   an environment variable with `env=`; `required=true` fails when it is missing; never in a
+//!   layer, a log, an error, a key, the history or the config), `type=tmpfs`; `type=ssh` is
+//!   refused. `RUN --network=none` has only loopback, `host`/`default` the host's network.
+//!   Mount points never reach the layer. Proxy build args (`HTTP_PROXY`, `no_proxy`...) reach
+//!   every RUN without an `ARG` and stay out of the history, config and keys.
 //! - A step cache in the store: every step's key chains its parent's, the expanded step, the
 //!   ARG/ENV values it observes and the digest of its inputs (COPY sources: content, mode,
 //!   owner, never mtime); a layer step whose key has a record reuses its layer
@@ -75,12 +86,15 @@ pub mod history;
 pub mod image_state;
 mod input_digest;
 mod planning;
+mod proxy_env;
 mod remote;
 mod request;
 mod runner;
 mod sandbox_runner;
+mod secrets;
 mod store_resolver;
 mod timestamp;
+mod unchanged_dirs;
 
 pub use context::{BuildContext, ContextSource};
 pub use dockerignore::IgnoreMatcher;
@@ -96,5 +110,6 @@ pub use request::{
 };
 pub use runner::{Isolation, NoRunner, RunChanges, RunError, RunRequest, StepRunner};
 pub use sandbox_runner::{LazySandboxRunner, SandboxRunner};
+pub use secrets::SecretSource;
 pub use store_resolver::StoreResolver;
 pub use timestamp::BuildTime;

@@ -41,8 +41,13 @@ pub struct BuildRequest {
     pub context_sub_path: Option<String>,
     /// The Dockerfile (default: `Dockerfile` in the context).
     pub dockerfile: DockerfileSource,
-    /// `--build-arg`.
+    /// `--build-arg`. Proxy args (`HTTP_PROXY`, `https_proxy`, `NO_PROXY`, `ALL_PROXY`... in
+    /// either case) reach every RUN's environment even without an `ARG`, and are never
+    /// recorded in the history, the config or a cache key.
     pub build_args: BTreeMap<String, String>,
+    /// `--secret id=ID,src=PATH|env=VAR`: secrets by id, for `RUN --mount=type=secret`.
+    /// Never written to a layer, a log, an error, a cache key, the history or the config.
+    pub secrets: BTreeMap<String, crate::SecretSource>,
     /// `--target`.
     pub target: Option<String>,
     /// `--platform` (default: the host's).
@@ -82,6 +87,7 @@ impl Default for BuildRequest {
             context_sub_path: None,
             dockerfile: DockerfileSource::default(),
             build_args: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             target: None,
             platform: None,
             labels: BTreeMap::new(),

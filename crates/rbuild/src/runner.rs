@@ -4,8 +4,9 @@
 use rbuild_layer::ChangeSet;
 use std::path::{Path, PathBuf};
 
-/// What a RUN step should execute.
-#[derive(Debug, Clone)]
+/// What a RUN step should execute. Its `Debug` form lists the environment's names only: secrets
+/// exposed with `--mount=type=secret,env=` are among its values.
+#[derive(Clone)]
 pub struct RunRequest<'a> {
     /// The stage's filesystem as it is before the step (read-only for the runner).
     pub rootfs: &'a Path,
@@ -19,10 +20,33 @@ pub struct RunRequest<'a> {
     pub workdir: String,
     /// `USER`, empty for root.
     pub user: String,
-    /// `RUN --network=none`: no network but loopback.
+    /// `RUN --network=none`: no network but loopback (`default` and `host` use the host's).
     pub network_none: bool,
+    /// `RUN --mount`s, ready for the sandbox (host paths resolved, cache locks held by the
+    /// engine while the step runs), in the Dockerfile's order.
+    pub mounts: Vec<rbuild_sandbox::Mount>,
     /// The build's cancellation: a runner stops the step when it fires.
     pub cancel: crate::CancelToken,
+}
+
+impl std::fmt::Debug for RunRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env_names: Vec<&str> = self
+            .env
+            .iter()
+            .map(|e| e.split('=').next().unwrap_or(""))
+            .collect();
+        f.debug_struct("RunRequest")
+            .field("rootfs", &self.rootfs)
+            .field("scratch", &self.scratch)
+            .field("argv", &self.argv)
+            .field("env_names", &env_names)
+            .field("workdir", &self.workdir)
+            .field("user", &self.user)
+            .field("network_none", &self.network_none)
+            .field("mounts", &self.mounts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a RUN step changed.

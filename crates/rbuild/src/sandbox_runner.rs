@@ -6,6 +6,7 @@
 //! call [`rbuild_sandbox::run_helper_if_requested`] on the first line of `main`.
 
 use crate::runner::{Isolation, RunChanges, RunError, RunRequest, StepRunner};
+use crate::unchanged_dirs::{drop_unchanged_overlay_dirs, drop_unchanged_scanned_dirs};
 use rbuild_sandbox::{RootFs, RunSpec, Sandbox};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -58,6 +59,7 @@ impl StepRunner for SandboxRunner {
         spec.env = request.env.clone();
         spec.cwd = request.workdir.clone();
         spec.user = request.user.clone();
+        spec.mounts = request.mounts.clone();
         if request.network_none {
             spec.network = rbuild_sandbox::Network::None;
         }
@@ -71,15 +73,21 @@ impl StepRunner for SandboxRunner {
                 e => RunError::Failed(e.to_string()),
             })?;
         let (root, changes) = if overlay {
-            map_owners_to_container(&upper, &self.sandbox)
-                .map_err(|e| failed("owners of the upper dir", &e))?;
             let changes = rbuild_layer::changes_from_overlay_upper(&upper)
                 .map_err(|e| failed("changes", &e))?;
+            // Compared with the lower before owners are mapped: both still carry host ids.
+            let changes = drop_unchanged_overlay_dirs(&changes, &upper, request.rootfs)
+                .map_err(|e| failed("changes", &e))?;
+            map_owners_to_container(&upper, &self.sandbox)
+                .map_err(|e| failed("owners of the upper dir", &e))?;
             (upper, changes)
         } else {
             let after =
                 rbuild_layer::TreeScan::scan(request.rootfs).map_err(|e| failed("scan", &e))?;
-            let changes = rbuild_layer::diff(before.as_ref().expect("scanned before"), &after);
+            let before = before.as_ref().expect("scanned before");
+            let changes = rbuild_layer::diff(before, &after);
+            let changes = drop_unchanged_scanned_dirs(&changes, before, &after)
+                .map_err(|e| failed("changes", &e))?;
             (request.rootfs.to_path_buf(), changes)
         };
         Ok(RunChanges {

@@ -23,9 +23,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod cache;
+mod cache_mount;
 mod copy_step;
 mod layers;
+mod run_mounts;
 mod stage;
+mod tree_copy;
 
 /// The progress callback.
 pub type ProgressFn = Arc<dyn Fn(&BuildEvent) + Send + Sync>;
@@ -183,6 +186,8 @@ impl Builder {
             format: request.format,
             no_cache: request.no_cache,
             cancel: request.cancel.clone(),
+            secrets: &request.secrets,
+            proxy_env: crate::proxy_env::proxy_env(&request.build_args),
             record_salt: format!(
                 "{:?}/{:?}/{:?}/{:?}",
                 request.compression, request.compression_level, epoch, request.format
@@ -359,6 +364,11 @@ struct Env<'a> {
     format: ImageFormat,
     no_cache: bool,
     cancel: crate::CancelToken,
+    /// `--secret`s, for `RUN --mount=type=secret`.
+    secrets: &'a BTreeMap<String, crate::SecretSource>,
+    /// Proxy build args (`HTTP_PROXY`...) as `NAME=value`: every RUN sees them, no history,
+    /// config or key records them.
+    proxy_env: Vec<String>,
     /// What besides the cache key shapes a layer blob (compression, level, epoch, format).
     record_salt: String,
 }

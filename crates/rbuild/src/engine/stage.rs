@@ -222,13 +222,9 @@ impl Env<'_> {
                 Ok(Some(desc))
             }
             Instruction::Run(run) => {
-                if let Some(spec) = run.mount_specs.first() {
-                    return Err(self.step_error(
-                        step,
-                        format!("RUN failed: --mount={spec} is not supported yet"),
-                    ));
-                }
                 self.ensure_rootfs(stage)?;
+                let scratch = self.scratch_dir("run")?;
+                let mounts = self.prepare_mounts(step, run, stage, results, scratch.path())?;
                 let argv = match &run.command {
                     rbuild_dockerfile::CommandForm::Shell(text) => {
                         let mut text = text.clone();
@@ -242,12 +238,24 @@ impl Env<'_> {
                     rbuild_dockerfile::CommandForm::Exec(a) => a.clone(),
                 };
                 let mut env: Vec<String> = stage.image.config.config.env.clone();
+                let defined =
+                    |env: &[String], k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
                 for (k, v) in &step.args {
-                    if !env.iter().any(|e| e.split('=').next() == Some(k.as_str())) {
+                    if !defined(&env, k) {
                         env.push(format!("{k}={v}"));
                     }
                 }
-                let scratch = self.scratch_dir("run")?;
+                for pair in &self.proxy_env {
+                    if !defined(&env, pair.split('=').next().unwrap_or("")) {
+                        env.push(pair.clone());
+                    }
+                }
+                // Secrets exposed with `env=` win over any other value of that name.
+                for pair in &mounts.env {
+                    let name = pair.split('=').next().unwrap_or("");
+                    env.retain(|e| e.split('=').next() != Some(name));
+                    env.push(pair.clone());
+                }
                 let rootfs = stage
                     .rootfs
                     .as_ref()
@@ -264,6 +272,7 @@ impl Env<'_> {
                     },
                     user: stage.image.config.config.user.clone(),
                     network_none: run.network == Some(rbuild_dockerfile::NetworkMode::None),
+                    mounts: mounts.mounts.clone(),
                     cancel: self.cancel.clone(),
                 };
                 let line = step.span.line;
@@ -288,6 +297,8 @@ impl Env<'_> {
                                 self.step_error(step, format!("RUN failed: {m}"))
                             }
                         })?;
+                // Cache locks go as soon as the step ends.
+                drop(mounts);
                 if changes.exit_code != 0 {
                     return Err(BuildError::RunFailed {
                         file: self.file_name.to_string(),
