@@ -20,18 +20,7 @@ const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
 
 /// Cases that fail because of an rbuild engine bug (reported to the lead): the case, the bug,
 /// and a piece of the failure that shows it is still that bug (not some other failure).
-const KNOWN_ENGINE_BUGS: &[(&str, &str, &str)] = &[
-    (
-        "copy-xattrs",
-        "COPY drops the extended attributes (user.*) of context files; BuildKit keeps them",
-        "xattr.user.origin is \"<unset>\"",
-    ),
-    (
-        "run-heredoc",
-        "`RUN <<EOF` (a heredoc as the whole command) runs nothing; BuildKit runs its body with the shell",
-        "/heredoc1.txt is missing",
-    ),
-];
+const KNOWN_ENGINE_BUGS: &[(&str, &str, &str)] = &[];
 
 /// The outcome of one case.
 enum Outcome {

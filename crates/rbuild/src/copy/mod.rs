@@ -348,7 +348,38 @@ fn copy_entry(
                 mtime,
             },
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    copy_xattrs(on_disk, &staging.path_of(target));
+    Ok(())
+}
+
+/// BuildKit keeps a copied file's extended attributes (never overlayfs' own). One that cannot
+/// be set here (a `trusted.*` or `security.*` name without the privilege, a file system
+/// without xattrs) is skipped with a warning rather than failing the COPY.
+fn copy_xattrs(from: &Path, to: &Path) {
+    let names = match xattr::list(from) {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::debug!(path = %from.display(), error = %e, "no xattrs read");
+            return;
+        }
+    };
+    for name in names {
+        if rbuild_layer::is_overlay_xattr(name.as_encoded_bytes()) {
+            continue;
+        }
+        let Ok(Some(value)) = xattr::get(from, &name) else {
+            continue;
+        };
+        if let Err(e) = xattr::set(to, &name, &value) {
+            tracing::warn!(
+                path = %from.display(),
+                xattr = %name.to_string_lossy(),
+                error = %e,
+                "extended attribute not copied"
+            );
+        }
+    }
 }
 
 fn copy_tree(

@@ -8,11 +8,12 @@ use crate::history;
 use crate::image_state::ImageState;
 use crate::request::{BuildEvent, StepReport, StepStatus};
 use crate::runner::{RunError, RunRequest};
-use rbuild_dockerfile::Instruction;
+use rbuild_dockerfile::{Instruction, RunScript};
 use rbuild_layer::ChangeSet;
 use rbuild_oci::Digest;
 use rbuild_plan::{Base, KeyEncoder, PlannedStage, Step, StepInput};
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
 
 impl Env<'_> {
@@ -224,18 +225,32 @@ impl Env<'_> {
             Instruction::Run(run) => {
                 self.ensure_rootfs(stage)?;
                 let scratch = self.scratch_dir("run")?;
-                let mounts = self.prepare_mounts(step, run, stage, results, scratch.path())?;
-                let argv = match &run.command {
-                    rbuild_dockerfile::CommandForm::Shell(text) => {
-                        let mut text = text.clone();
-                        for doc in &run.heredocs {
-                            text.push('\n');
-                            text.push_str(&doc.content);
-                            text.push_str(&doc.name);
-                        }
-                        stage.image.with_shell(&text)
+                let mut mounts = self.prepare_mounts(step, run, stage, results, scratch.path())?;
+                // What BuildKit runs: the heredoc body itself for `RUN <<EOF`, a script file
+                // under /dev/pipes when that body starts with `#!`, else the line.
+                let argv = match run.script() {
+                    RunScript::Exec(args) => args,
+                    RunScript::Shell(text) => stage.image.with_shell(&text),
+                    RunScript::ShebangFile { name, content } => {
+                        let file = scratch.path().join("heredoc-script");
+                        std::fs::write(&file, content)
+                            .and_then(|()| {
+                                std::fs::set_permissions(
+                                    &file,
+                                    std::fs::Permissions::from_mode(0o755),
+                                )
+                            })
+                            .map_err(BuildError::io("write the heredoc script", file.clone()))?;
+                        let target = format!("/dev/pipes/{name}");
+                        mounts.mounts.push(rbuild_sandbox::Mount {
+                            target: target.clone(),
+                            kind: rbuild_sandbox::MountKind::Bind {
+                                source: file,
+                                readwrite: false,
+                            },
+                        });
+                        stage.image.with_shell(&target)
                     }
-                    rbuild_dockerfile::CommandForm::Exec(a) => a.clone(),
                 };
                 let mut env: Vec<String> = stage.image.config.config.env.clone();
                 let defined =
