@@ -238,7 +238,6 @@ fn failed_manifest_push_leaves_no_tag() {
 }
 
 #[test]
-#[ignore = "engine bug: an http(s) git URL (`.git#ref`) in ADD is downloaded as a plain file"]
 fn add_of_a_git_url_is_cloned_or_clearly_not_supported() {
     // BuildKit treats `https://host/repo.git#ref` as a git source. rbuild must clone it or say
     // it cannot (as it already does for `git@host:repo.git`), never GET it as a file.

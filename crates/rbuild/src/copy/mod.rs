@@ -203,10 +203,39 @@ pub fn stage_copy(
     Ok(())
 }
 
+/// BuildKit's notion of a git source: `git@…`, `git://…`, `github.com/…`, or a URL whose path
+/// ends in `.git` (before an optional `#ref:subdir` fragment).
 fn is_git_url(src: &str) -> bool {
+    let without_fragment = src.split_once('#').map_or(src, |(url, _)| url);
     src.starts_with("git@")
         || src.starts_with("git://")
-        || (src.contains("://") && src.ends_with(".git"))
+        || src.starts_with("github.com/")
+        || (src.contains("://") && without_fragment.ends_with(".git"))
+}
+
+#[cfg(test)]
+mod git_url_tests {
+    use super::is_git_url;
+
+    #[test]
+    fn git_sources_are_recognised_with_or_without_a_fragment() {
+        for url in [
+            "git@github.com:moby/buildkit.git",
+            "git://example.com/repo",
+            "https://example.com/project.git",
+            "http://127.0.0.1:9/project.git#main",
+            "https://example.com/project.git#v1.0:docs",
+            "github.com/moby/buildkit",
+        ] {
+            assert!(is_git_url(url), "{url}");
+        }
+        for url in [
+            "https://example.com/file.tar.gz",
+            "https://example.com/a.git.txt#x",
+        ] {
+            assert!(!is_git_url(url), "{url}");
+        }
+    }
 }
 
 /// `a/./b/c` keeps `b/c` (BuildKit's `--parents` pivot); otherwise the whole relative path.
