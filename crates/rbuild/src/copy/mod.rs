@@ -213,31 +213,6 @@ fn is_git_url(src: &str) -> bool {
         || (src.contains("://") && without_fragment.ends_with(".git"))
 }
 
-#[cfg(test)]
-mod git_url_tests {
-    use super::is_git_url;
-
-    #[test]
-    fn git_sources_are_recognised_with_or_without_a_fragment() {
-        for url in [
-            "git@github.com:moby/buildkit.git",
-            "git://example.com/repo",
-            "https://example.com/project.git",
-            "http://127.0.0.1:9/project.git#main",
-            "https://example.com/project.git#v1.0:docs",
-            "github.com/moby/buildkit",
-        ] {
-            assert!(is_git_url(url), "{url}");
-        }
-        for url in [
-            "https://example.com/file.tar.gz",
-            "https://example.com/a.git.txt#x",
-        ] {
-            assert!(!is_git_url(url), "{url}");
-        }
-    }
-}
-
 /// `a/./b/c` keeps `b/c` (BuildKit's `--parents` pivot); otherwise the whole relative path.
 fn kept_parents(rel: &str) -> Option<String> {
     Some(match rel.split_once("/./") {
@@ -506,4 +481,29 @@ fn copy_tree_at(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod git_url_tests {
+    use super::is_git_url;
+
+    #[test]
+    fn git_sources_are_recognised_with_or_without_a_fragment() {
+        for url in [
+            "git@github.com:moby/buildkit.git",
+            "git://example.com/repo",
+            "https://example.com/project.git",
+            "http://127.0.0.1:9/project.git#main",
+            "https://example.com/project.git#v1.0:docs",
+            "github.com/moby/buildkit",
+        ] {
+            assert!(is_git_url(url), "{url}");
+        }
+        for url in [
+            "https://example.com/file.tar.gz",
+            "https://example.com/a.git.txt#x",
+        ] {
+            assert!(!is_git_url(url), "{url}");
+        }
+    }
 }
