@@ -2,26 +2,42 @@
 //! RUN output prefixed by its step, and a summary; or one JSON object per event.
 
 use crate::cli::LogFormatArg;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rbuild::registry::PushOutcome;
 use rbuild::{BuildEvent, BuildOutcome, ProgressFn, StepStatus};
 use serde_json::json;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Prints build events on stderr (stdout stays free for machine output).
+/// Prints build events on stderr (stdout stays free for machine output). On a terminal (text
+/// formats only) the running step is a live spinner with its elapsed time; finished steps and
+/// RUN output scroll above it as the same lines a CI log gets.
 pub struct Progress {
     format: LogFormatArg,
     started: Instant,
     step: Mutex<usize>,
+    live: Option<Live>,
+}
+
+/// The live display of a terminal.
+struct Live {
+    bars: MultiProgress,
+    running: Mutex<Option<ProgressBar>>,
 }
 
 impl Progress {
     pub fn new(format: LogFormatArg) -> Self {
+        let live =
+            (format != LogFormatArg::Json && std::io::stderr().is_terminal()).then(|| Live {
+                bars: MultiProgress::new(),
+                running: Mutex::new(None),
+            });
         Progress {
             format,
             started: Instant::now(),
             step: Mutex::new(0),
+            live,
         }
     }
 
@@ -30,8 +46,41 @@ impl Progress {
     }
 
     fn line(&self, text: &str) {
+        if let Some(live) = &self.live {
+            let _ = live.bars.println(text);
+            return;
+        }
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{text}");
+    }
+
+    /// Shows `label` as the running step (terminal only).
+    fn start_spinner(&self, label: String) {
+        let Some(live) = &self.live else { return };
+        let bar = live.bars.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed_precise}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(label);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let mut running = live.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = running.replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    /// Removes the running step's spinner (terminal only).
+    fn stop_spinner(&self) {
+        let Some(live) = &self.live else { return };
+        if let Some(bar) = live
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            bar.finish_and_clear();
+        }
     }
 
     /// The library's progress callback, printing through this.
@@ -67,7 +116,9 @@ impl Progress {
                         .to_string(),
                     );
                 } else {
-                    self.line(&format!("#{} {keyword} (line {line})", *step));
+                    let label = format!("#{} {keyword} (line {line})", *step);
+                    self.line(&label);
+                    self.start_spinner(label);
                 }
             }
             BuildEvent::Output { line, text } => {
@@ -81,6 +132,7 @@ impl Progress {
                 }
             }
             BuildEvent::StepFinished(report) => {
+                self.stop_spinner();
                 let status = match report.status {
                     StepStatus::Built => "built",
                     StepStatus::Metadata => "metadata",
@@ -174,6 +226,20 @@ impl Progress {
                 outcome.uploaded(),
                 outcome.mounted()
             ));
+        }
+    }
+}
+
+impl Drop for Live {
+    /// A build that fails mid-step leaves no spinner behind its error line.
+    fn drop(&mut self) {
+        if let Some(bar) = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            bar.finish_and_clear();
         }
     }
 }
