@@ -14,6 +14,7 @@ packages=(
   passwd            # useradd for the non-root tests
   attr              # getfattr/setfattr for xattr checks
   openssl
+  python3           # the benchmark harness's helpers (standard library only)
   ca-certificates
   tar gzip zstd coreutils
   time              # /usr/bin/time for the benchmarks' peak RSS
