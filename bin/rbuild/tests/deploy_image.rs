@@ -81,7 +81,11 @@ fn build_and_unpack(work: &Path, context: &Path, target: &str) -> PathBuf {
 }
 
 fn chroot(rootfs: &Path, args: &[&str]) -> Output {
-    Command::new("chroot").arg(rootfs).args(args).output().unwrap()
+    Command::new("chroot")
+        .arg(rootfs)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -102,8 +106,14 @@ fn rbuild_builds_its_own_ci_image_and_it_runs() {
     );
 
     let plain = build_and_unpack(work.path(), &context, "rbuild");
-    let version = ok(chroot(&plain, &["/usr/local/bin/rbuild", "version"]), "rbuild version");
-    assert_eq!(version.trim(), format!("rbuild {}", env!("CARGO_PKG_VERSION")));
+    let version = ok(
+        chroot(&plain, &["/usr/local/bin/rbuild", "version"]),
+        "rbuild version",
+    );
+    assert_eq!(
+        version.trim(),
+        format!("rbuild {}", env!("CARGO_PKG_VERSION"))
+    );
     // newuidmap is there, setuid root, and its libraries load (it prints its usage, exit 1).
     let usage = chroot(&plain, &["/usr/bin/newuidmap"]);
     assert!(
@@ -112,21 +122,36 @@ fn rbuild_builds_its_own_ci_image_and_it_runs() {
     );
     let meta = std::fs::metadata(plain.join("usr/bin/newuidmap")).unwrap();
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    assert_eq!((meta.permissions().mode() & 0o7777, meta.uid()), (0o4755, 0));
-    assert_eq!(std::fs::metadata(plain.join("workspace")).unwrap().uid(), 1000);
+    assert_eq!(
+        (meta.permissions().mode() & 0o7777, meta.uid()),
+        (0o4755, 0)
+    );
+    assert_eq!(
+        std::fs::metadata(plain.join("workspace")).unwrap().uid(),
+        1000
+    );
     assert_eq!(std::fs::metadata(plain.join("home")).unwrap().uid(), 0);
     assert!(plain.join("etc/ssl/certs/ca-certificates.crt").is_file());
-    assert!(!plain.join("busybox").exists(), "the plain image has no shell");
+    assert!(
+        !plain.join("busybox").exists(),
+        "the plain image has no shell"
+    );
     let config = std::fs::read_to_string(plain.join("../config.json")).unwrap();
     assert!(config.contains("/usr/local/bin/rbuild"), "{config}");
 
     let debug = build_and_unpack(work.path(), &context, "debug");
     let shell = ok(
-        chroot(&debug, &["/busybox/sh", "-c", "id -u rbuild && rbuild version"]),
+        chroot(
+            &debug,
+            &["/busybox/sh", "-c", "id -u rbuild && rbuild version"],
+        ),
         "debug shell",
     );
     assert_eq!(
         shell.lines().collect::<Vec<_>>(),
-        vec!["1000".to_string(), format!("rbuild {}", env!("CARGO_PKG_VERSION"))]
+        vec![
+            "1000".to_string(),
+            format!("rbuild {}", env!("CARGO_PKG_VERSION"))
+        ]
     );
 }
