@@ -31,7 +31,18 @@
 //! - A step cache in the store: every step's key chains its parent's, the expanded step, the
 //!   ARG/ENV values it observes and the digest of its inputs (COPY sources: content, mode,
 //!   owner, never mtime); a layer step whose key has a record reuses its layer
-//!   ([`StepStatus::Cached`]) without touching the filesystem.
+//!   ([`StepStatus::Cached`]) without touching the filesystem. An ARG step never enters the
+//!   chain, so a build arg changes only the keys of the steps that see it (its name in their
+//!   expansion, every RUN). All keys are computed before anything runs.
+//! - A registry layer cache ([`BuildRequest::cache`], `cache_repo`, `cache_ttl`,
+//!   `cache_copy_layers`, `cache_run_layers`, as Kaniko's flags): one tag per step record in
+//!   the cache repository (the record key's hex), each a small OCI image manifest (the layer,
+//!   a minimal config, annotations with the diffID, history text and creation time); every
+//!   record of the plan is probed at once before the first step; built layers are pushed in
+//!   the background (joined before [`Builder::build`] returns; failures are warnings in
+//!   [`BuildOutcome::warnings`]). Lazy: base layers and cache hits are not downloaded until a
+//!   step needs the filesystem, so a fully cached build downloads no layer, and its push
+//!   mounts the layers registry-side ([`BuildOutcome::remote_layers`]).
 //! - [`BuildContext`] with `.dockerignore` ([`IgnoreMatcher`], Docker's own rules).
 //! - [`Remote`]: pushes a built image from the store to any number of destinations.
 //!
@@ -105,8 +116,8 @@ pub use rbuild_oci::Compression;
 pub use rbuild_sandbox::run_helper_if_requested as run_sandbox_helper_if_requested;
 pub use remote::Remote;
 pub use request::{
-    BuildEvent, BuildOutcome, BuildRequest, CancelToken, DockerfileSource, ImageFormat, StepReport,
-    StepStatus,
+    default_cache_repo, BuildEvent, BuildOutcome, BuildRequest, CancelToken, DockerfileSource,
+    ImageFormat, StepReport, StepStatus,
 };
 pub use runner::{Isolation, NoRunner, RunChanges, RunError, RunRequest, StepRunner};
 pub use sandbox_runner::{LazySandboxRunner, SandboxRunner};

@@ -73,6 +73,72 @@ impl Remote {
         )?)
     }
 
+    /// Like [`Remote::pull_into_store`], but fetches only the manifest and the config, and
+    /// names nothing in the store (a named image has all its blobs): the layers stay in the
+    /// registry until something needs their bytes ([`Remote::fetch_blob_into_store`]).
+    /// Returns the descriptor of the platform's image manifest, whose blob is in the store.
+    pub fn pull_config_into_store(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Descriptor, BuildError> {
+        let blobs = StoreBlobs { store };
+        let client = &self.inner.client;
+        let image = self
+            .inner
+            .runtime
+            .block_on(async {
+                let image = client.resolve_image(reference, platform).await?;
+                client
+                    .fetch_blob(reference, &image.manifest.config, &blobs)
+                    .await?;
+                Ok::<_, rbuild_registry::RegistryError>(image)
+            })
+            .map_err(|e| BuildError::Registry(e.to_string()))?;
+        for layer in &image.manifest.layers {
+            client.note_blob_holder(reference.registry(), reference.repository(), &layer.digest);
+        }
+        tracing::info!(%reference, digest = %image.digest, "resolved (layers left remote)");
+        Ok(store.put_blob(&image.manifest_bytes, image.media_type)?)
+    }
+
+    /// Downloads one blob of `reference`'s repository into `store` (nothing if it has it).
+    pub fn fetch_blob_into_store(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        descriptor: &Descriptor,
+    ) -> Result<(), BuildError> {
+        let blobs = StoreBlobs { store };
+        self.inner
+            .runtime
+            .block_on(self.inner.client.fetch_blob(reference, descriptor, &blobs))
+            .map_err(|e| BuildError::Registry(format!("{reference}: {e}")))
+    }
+
+    /// Runs a registry future to completion on this remote's runtime (callable from any
+    /// number of threads at once).
+    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.inner.runtime.block_on(future)
+    }
+
+    /// Makes `blobs` (read from `store`) present in `destination`'s repository, mounting
+    /// those another repository of its registry is known to hold.
+    pub(crate) fn push_blobs_from_store(
+        &self,
+        store: &Store,
+        destination: &Reference,
+        blobs: &[Descriptor],
+    ) -> Result<(), BuildError> {
+        let source = StoreBlobs { store };
+        self.inner
+            .runtime
+            .block_on(self.inner.client.push_blobs(destination, blobs, &source))
+            .map(|_| ())
+            .map_err(|e| BuildError::Registry(e.to_string()))
+    }
+
     /// Pushes the image whose manifest is `manifest_bytes` (its blobs in `store`) to every
     /// destination, in order (later ones on the same registry mount from the first).
     pub fn push_from_store(

@@ -2,7 +2,7 @@
 //! ([`BuildEvent`]) and what it returns ([`BuildOutcome`]).
 
 use crate::context::ContextSource;
-use rbuild_oci::{Compression, Digest, ImageConfig, Manifest, Platform};
+use rbuild_oci::{Compression, Digest, ImageConfig, Manifest, Platform, Reference};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,6 +78,32 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Checked between steps.
     pub cancel: CancelToken,
+    /// Where the caller will push the result (`--destination`): names the default cache
+    /// repository, and a layer the store lacks may stay remote when every destination is on
+    /// the registry that holds it (the push then mounts it registry-side).
+    pub destinations: Vec<Reference>,
+    /// `--cache`: use the registry layer cache (needs a [`Remote`](crate::Remote) on the
+    /// builder); the local step cache in the store is always on unless `no_cache`.
+    pub cache: bool,
+    /// `--cache-repo`: the repository of the registry cache (one tag per step key). Default:
+    /// [`default_cache_repo`] of the first destination.
+    pub cache_repo: Option<Reference>,
+    /// `--cache-ttl`: registry cache entries older than this are ignored (default: none is).
+    pub cache_ttl: Option<Duration>,
+    /// `--cache-copy-layers`: COPY/ADD (and WORKDIR) layers go to the registry cache too.
+    pub cache_copy_layers: bool,
+    /// `--cache-run-layers`: RUN layers go to the registry cache (default true).
+    pub cache_run_layers: bool,
+}
+
+/// The default `--cache-repo`: `<destination's repository>/cache` on its registry.
+pub fn default_cache_repo(destination: &Reference) -> Option<Reference> {
+    Reference::parse(&format!(
+        "{}/{}/cache",
+        destination.registry(),
+        destination.repository()
+    ))
+    .ok()
 }
 
 impl Default for BuildRequest {
@@ -102,6 +128,12 @@ impl Default for BuildRequest {
             single_snapshot: false,
             no_cache: false,
             cancel: CancelToken::default(),
+            destinations: Vec::new(),
+            cache: false,
+            cache_repo: None,
+            cache_ttl: None,
+            cache_copy_layers: false,
+            cache_run_layers: true,
         }
     }
 }
@@ -204,8 +236,11 @@ pub struct BuildOutcome {
     pub manifest_bytes: Vec<u8>,
     /// The image config.
     pub config: ImageConfig,
-    /// The name of the image in the store.
+    /// The name of the image in the store (not given when `remote_layers` is not empty).
     pub image_name: String,
+    /// Layers left in the registry by the registry cache's lazy mode (the store lacks their
+    /// bytes; the push mounts them registry-side). The image is then not named in the store.
+    pub remote_layers: Vec<Digest>,
     /// Every step, in the order it ran.
     pub steps: Vec<StepReport>,
     /// Warnings of the parser and the planner, rendered (`Dockerfile:3:1: warning: ...`).

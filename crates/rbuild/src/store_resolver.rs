@@ -2,15 +2,48 @@
 //! [`Remote`]) pulled into it first.
 
 use crate::remote::Remote;
-use rbuild_oci::{Platform, Reference};
+use rbuild_oci::{Descriptor, ImageConfig, Manifest, Platform, Reference};
 use rbuild_plan::{BaseImage, BaseResolver, Resolution};
 use rbuild_store::Store;
+use rbuild_store::StoreError;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// Resolves `FROM` and `COPY --from` images by their normalised reference among the store's
 /// named images, pulling missing ones through `remote` when there is one.
 pub struct StoreResolver<'a> {
     store: &'a Store,
     remote: Option<&'a Remote>,
+    lazy: Option<&'a LazyImages>,
+}
+
+/// Images resolved without their layers (the registry cache's lazy mode), by normalised
+/// reference: their manifest and config are in the store, unnamed.
+pub(crate) type LazyImages = Mutex<HashMap<String, Descriptor>>;
+
+/// The image `name` for `platform`: a named image of the store, else one resolved lazily.
+pub(crate) fn find_image(
+    store: &Store,
+    lazy: Option<&LazyImages>,
+    name: &str,
+    platform: &Platform,
+) -> Result<(Descriptor, Manifest, ImageConfig), StoreError> {
+    let named = store.get_image_for_platform(name, platform);
+    let Some(descriptor) = named.is_err().then_some(()).and(lazy).and_then(|l| {
+        l.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }) else {
+        return named;
+    };
+    match store.read_manifest(&descriptor)? {
+        rbuild_oci::AnyManifest::Image(manifest) => {
+            let config = store.read_config(&manifest.config.digest)?;
+            Ok((descriptor, manifest, config))
+        }
+        rbuild_oci::AnyManifest::Index(_) => named,
+    }
 }
 
 impl<'a> StoreResolver<'a> {
@@ -19,12 +52,24 @@ impl<'a> StoreResolver<'a> {
         StoreResolver {
             store,
             remote: None,
+            lazy: None,
         }
     }
 
     /// A resolver that pulls what `store` lacks through `remote`.
     pub fn with_remote(store: &'a Store, remote: Option<&'a Remote>) -> Self {
-        StoreResolver { store, remote }
+        StoreResolver {
+            store,
+            remote,
+            lazy: None,
+        }
+    }
+
+    /// Pulls only manifests and configs, noting them in `lazy`; layers are fetched when
+    /// their bytes are needed.
+    pub(crate) fn lazy_layers(mut self, lazy: Option<&'a LazyImages>) -> Self {
+        self.lazy = lazy;
+        self
     }
 }
 
@@ -34,14 +79,22 @@ impl BaseResolver for StoreResolver<'_> {
         let local = self.store.get_image_for_platform(&name, platform);
         let found = match (local, self.remote) {
             (Ok(found), _) => Ok(found),
-            (Err(_), Some(remote)) => remote
-                .pull_into_store(self.store, reference, platform)
-                .map_err(|e| e.to_string())
-                .and_then(|_| {
-                    self.store
-                        .get_image_for_platform(&name, platform)
-                        .map_err(|e| e.to_string())
-                }),
+            (Err(_), Some(remote)) => match self.lazy {
+                Some(lazy) => remote
+                    .pull_config_into_store(self.store, reference, platform)
+                    .map(|descriptor| {
+                        lazy.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(name.clone(), descriptor);
+                    }),
+                None => remote
+                    .pull_into_store(self.store, reference, platform)
+                    .map(|_| ()),
+            }
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                find_image(self.store, self.lazy, &name, platform).map_err(|e| e.to_string())
+            }),
             (Err(e), None) => Err(format!(
                 "not in the local store ({e}) and no registry access configured"
             )),

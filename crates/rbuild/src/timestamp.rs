@@ -50,6 +50,30 @@ impl BuildTime {
     }
 }
 
+/// The Unix seconds of a UTC RFC 3339 time (`2023-11-14T22:13:20Z`, fractions ignored), as
+/// [`BuildTime::rfc3339`] writes it; `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !text.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -85,5 +109,15 @@ mod tests {
             nanos: 120_000_000,
         };
         assert_eq!(t.rfc3339(), "1970-01-01T00:00:00.12Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for s in [0, 951_782_400, 1_700_000_000, 4_102_444_800] {
+            assert_eq!(parse_rfc3339(&BuildTime::fixed(s).rfc3339()), Some(s));
+        }
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00.12Z"), Some(0));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2023-13-01T00:00:00Z"), None);
     }
 }

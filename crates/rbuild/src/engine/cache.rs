@@ -1,72 +1,127 @@
 //! The step cache: keys chained from the parent's, reuse of recorded layers.
 
+use super::stage::base_key;
 use super::{Env, StageResult};
+use crate::context::BuildContext;
 use crate::copy::SourceRoot;
 use crate::error::BuildError;
+use crate::store_resolver::{find_image, LazyImages};
+use rbuild_dockerfile::Instruction;
 use rbuild_oci::Digest;
-use rbuild_plan::{chain_key, KeyEncoder, Step, StepInput};
+use rbuild_plan::{chain_key, Base, KeyEncoder, Plan, PlannedStage, Step, StepInput};
+use rbuild_store::Store;
 use std::collections::BTreeMap;
 
-impl Env<'_> {
-    /// The cache key of `step`: the planner's where it could compute one, else chained from
-    /// the stage's previous key with the digests of the step's inputs. `None` when an input
-    /// cannot be known before running (a URL without `--checksum`).
-    pub(super) fn step_key(
-        &self,
-        step: &Step,
-        stage: &StageResult,
-        results: &BTreeMap<usize, StageResult>,
-    ) -> Option<Digest> {
-        if let Some(key) = &step.cache_key {
-            return Some(key.clone());
-        }
-        let parent = stage.key.as_ref()?;
-        let mut inputs = Vec::new();
-        for input in &step.inputs {
-            let digest = match input {
-                StepInput::Context { paths } => {
-                    let root = SourceRoot {
-                        dir: self.context.root(),
-                        label: "build context".into(),
-                        ignore: Some(self.context.ignore()),
-                        keep_owner: false,
-                    };
-                    crate::input_digest::sources_digest(&root, paths).ok()?
+/// Every step's cache key, by (stage index, step position), computed before anything runs:
+/// the stages in dependency order, each chaining from its base's key.
+pub(super) fn plan_keys(
+    plan: &Plan,
+    context: &BuildContext,
+    store: &Store,
+    lazy: &LazyImages,
+) -> BTreeMap<(usize, usize), Option<Digest>> {
+    let mut keys = BTreeMap::new();
+    let mut stage_keys: BTreeMap<usize, Option<Digest>> = BTreeMap::new();
+    let mut pending: Vec<&PlannedStage> = plan.stages.iter().collect();
+    while !pending.is_empty() {
+        let before = pending.len();
+        let (ready, rest): (Vec<&PlannedStage>, Vec<&PlannedStage>) = pending
+            .into_iter()
+            .partition(|s| s.depends_on.iter().all(|d| stage_keys.contains_key(d)));
+        pending = rest;
+        for stage in ready {
+            let mut key = match &stage.base {
+                Base::Scratch => Some(base_key("scratch", &stage.platform.to_string())),
+                Base::Image { reference, .. } => {
+                    find_image(store, Some(lazy), reference, &stage.platform)
+                        .ok()
+                        .map(|(d, _, _)| base_key("image", d.digest.as_str()))
                 }
-                StepInput::Stage { index, paths } => {
-                    let mut e = KeyEncoder::new("stage-input");
-                    e.field(
-                        "stage",
-                        results.get(index)?.key.as_ref()?.as_str().as_bytes(),
-                    );
-                    for p in paths {
-                        e.field("path", p.as_bytes());
-                    }
-                    e.finish()
-                }
-                StepInput::Image {
-                    reference, paths, ..
-                } => {
-                    let descriptor = self.builder.store.resolve(reference).ok()?;
-                    let mut e = KeyEncoder::new("image-input");
-                    e.field("image", descriptor.digest.as_str().as_bytes());
-                    for p in paths {
-                        e.field("path", p.as_bytes());
-                    }
-                    e.finish()
-                }
-                StepInput::Url { url, checksum } => {
-                    let mut e = KeyEncoder::new("url-input");
-                    e.field("url", url.as_bytes())
-                        .field("checksum", checksum.as_ref()?.as_bytes());
-                    e.finish()
-                }
+                Base::Stage { index } => stage_keys.get(index).cloned().flatten(),
             };
-            inputs.push(digest);
+            for (position, step) in stage.steps.iter().enumerate() {
+                // An ARG changes nothing by itself: the steps that see its value (its name in
+                // their expansion, every RUN) carry it in their own digest. Chaining it would
+                // make a build arg change the key of every later step.
+                if !matches!(step.instruction, Instruction::Arg(_)) {
+                    key = step_key(context, store, lazy, step, key.as_ref(), &stage_keys);
+                }
+                keys.insert((stage.index, position), key.clone());
+            }
+            stage_keys.insert(stage.index, key);
         }
-        Some(chain_key(parent, &step.step_digest, &inputs))
+        if pending.len() == before {
+            // A cycle: the build reports it; these stages get no keys.
+            break;
+        }
     }
+    keys
+}
 
+/// The cache key of `step`: chained from the stage's previous key with the step's digest (the
+/// expanded instruction, the ARG/ENV values it observes) and the digests of its inputs. `None`
+/// when an input cannot be known before running (a URL without `--checksum`). The planner's
+/// own key is not used: it chains ARG steps.
+fn step_key(
+    context: &BuildContext,
+    store: &Store,
+    lazy: &LazyImages,
+    step: &Step,
+    parent: Option<&Digest>,
+    stage_keys: &BTreeMap<usize, Option<Digest>>,
+) -> Option<Digest> {
+    let parent = parent?;
+    let mut inputs = Vec::new();
+    for input in &step.inputs {
+        let digest = match input {
+            StepInput::Context { paths } => {
+                let root = SourceRoot {
+                    dir: context.root(),
+                    label: "build context".into(),
+                    ignore: Some(context.ignore()),
+                    keep_owner: false,
+                };
+                crate::input_digest::sources_digest(&root, paths).ok()?
+            }
+            StepInput::Stage { index, paths } => {
+                let mut e = KeyEncoder::new("stage-input");
+                e.field(
+                    "stage",
+                    stage_keys.get(index)?.as_ref()?.as_str().as_bytes(),
+                );
+                for p in paths {
+                    e.field("path", p.as_bytes());
+                }
+                e.finish()
+            }
+            StepInput::Image {
+                reference, paths, ..
+            } => {
+                // The named descriptor (an index stays an index), else the lazily resolved one.
+                let descriptor = store
+                    .resolve(reference)
+                    .ok()
+                    .or_else(|| lazy.lock().ok()?.get(reference.as_str()).cloned())?;
+                let mut e = KeyEncoder::new("image-input");
+                e.field("image", descriptor.digest.as_str().as_bytes());
+                for p in paths {
+                    e.field("path", p.as_bytes());
+                }
+                e.finish()
+            }
+            StepInput::Url { url, checksum } => {
+                let mut e = KeyEncoder::new("url-input");
+                e.field("url", url.as_bytes())
+                    .field("checksum", checksum.as_ref()?.as_bytes());
+                e.finish()
+            }
+        };
+        inputs.push(digest);
+    }
+    Some(chain_key(parent, &step.step_digest, &inputs))
+}
+
+impl Env<'_> {
     /// The key of a step's layer record: its cache key plus what shapes the blob.
     pub(super) fn record_key(&self, key: &Digest) -> Digest {
         let mut e = KeyEncoder::new("layer-record");
@@ -86,10 +141,10 @@ impl Env<'_> {
         };
         let entry = match self.builder.store.get_cache_record(record) {
             Ok(Some(entry)) => entry,
-            Ok(None) => return Ok(None),
+            Ok(None) => return self.try_registry_cache(record, stage),
             Err(e) => {
                 tracing::warn!(%record, error = %e, "unreadable cache record ignored");
-                return Ok(None);
+                return self.try_registry_cache(record, stage);
             }
         };
         let (Some(descriptor), Some(diff_id), Some(created_by)) = (
@@ -101,10 +156,10 @@ impl Env<'_> {
             entry.annotations.get("created_by"),
         ) else {
             tracing::warn!(%record, "incomplete cache record ignored");
-            return Ok(None);
+            return self.try_registry_cache(record, stage);
         };
         if !self.builder.store.has_blob(&descriptor.digest) {
-            return Ok(None);
+            return self.try_registry_cache(record, stage);
         }
         let layer_op = entry
             .annotations
@@ -118,5 +173,30 @@ impl Env<'_> {
             layer_op,
         )?;
         Ok(Some(descriptor.digest.clone()))
+    }
+
+    /// Reuses the layer the registry cache holds for `record`, without downloading it unless
+    /// the stage's filesystem is already materialised.
+    fn try_registry_cache(
+        &self,
+        record: &Digest,
+        stage: &mut StageResult,
+    ) -> Result<Option<Digest>, BuildError> {
+        let Some(cache) = &self.registry_cache else {
+            return Ok(None);
+        };
+        let Some(hit) = cache.lookup(record) else {
+            return Ok(None);
+        };
+        self.add_blob_source(&hit.descriptor.digest, cache.repo());
+        let digest = hit.descriptor.digest.clone();
+        self.record_layer(
+            stage,
+            hit.descriptor,
+            hit.diff_id,
+            hit.created_by,
+            hit.layer_op,
+        )?;
+        Ok(Some(digest))
     }
 }

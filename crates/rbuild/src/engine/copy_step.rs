@@ -109,14 +109,12 @@ impl Env<'_> {
                 }
             }
             Some(FromSource::Image(reference)) => {
-                let (_, manifest, _) =
-                    self.builder
-                        .store
-                        .get_image(reference)
-                        .map_err(|e| BuildError::BaseImage {
-                            reference: reference.clone(),
-                            reason: e.to_string(),
-                        })?;
+                let (_, manifest, _) = self
+                    .find_image(reference, &rbuild_oci::Platform::host())
+                    .map_err(|e| BuildError::BaseImage {
+                        reference: reference.clone(),
+                        reason: e.to_string(),
+                    })?;
                 image_root = self.materialise(&manifest.layers)?;
                 SourceRoot {
                     dir: image_root.path(),

@@ -1,11 +1,12 @@
 //! Layers of a stage: written into the store, applied to the stage's filesystem, squashed.
 
+use super::registry_cache::CachedLayer;
 use super::{Env, StageResult};
 use crate::error::BuildError;
 use crate::history;
 use crate::request::ImageFormat;
 use rbuild_layer::{ApplyOptions, ChangeSet};
-use rbuild_oci::{Descriptor, Digest};
+use rbuild_oci::{Descriptor, Digest, Reference};
 use rbuild_store::CacheRecord;
 use std::path::Path;
 
@@ -50,6 +51,18 @@ impl Env<'_> {
             if let Err(e) = store.put_cache_record(record, &entry) {
                 tracing::warn!(%record, error = %e, "step cache record not written");
             }
+            if let Some(cache) = &self.registry_cache {
+                let keyword = created_by.split(' ').next().unwrap_or_default();
+                if cache.kinds.wants(keyword) {
+                    let layer = CachedLayer {
+                        descriptor: descriptor.clone(),
+                        diff_id: info.diff_id.clone(),
+                        created_by: created_by.clone(),
+                        layer_op,
+                    };
+                    cache.push(store, record, layer, &stage.image.config);
+                }
+            }
         }
         self.record_layer(stage, descriptor, info.diff_id, created_by, layer_op)?;
         tracing::debug!(%digest, size, "layer committed");
@@ -67,6 +80,7 @@ impl Env<'_> {
         layer_op: bool,
     ) -> Result<(), BuildError> {
         if let Some(rootfs) = &stage.rootfs {
+            self.ensure_blobs(std::slice::from_ref(&descriptor))?;
             let blob = self.builder.store.open_blob(&descriptor.digest)?;
             rbuild_layer::apply_layer(
                 blob,
@@ -96,6 +110,7 @@ impl Env<'_> {
             return Ok(());
         }
         let dir = self.materialise(&stage.layers[..stage.base_layers])?;
+        self.ensure_blobs(&stage.layers[stage.base_layers..])?;
         let before = rbuild_layer::TreeScan::scan(dir.path())?;
         for layer in &stage.layers[stage.base_layers..] {
             let blob = self.builder.store.open_blob(&layer.digest)?;
@@ -149,11 +164,50 @@ impl Env<'_> {
         &self,
         layers: &[Descriptor],
     ) -> Result<tempfile::TempDir, BuildError> {
+        self.ensure_blobs(layers)?;
         let dir = self.scratch_dir("rootfs")?;
         for layer in layers {
             let blob = self.builder.store.open_blob(&layer.digest)?;
             rbuild_layer::apply_layer(blob, dir.path(), &ApplyOptions::default())?;
         }
         Ok(dir)
+    }
+
+    /// Notes that the registry repository `holder` has the blob `digest` (a registry cache
+    /// entry's layer, a base image's layer left remote).
+    pub(super) fn add_blob_source(&self, digest: &Digest, holder: &Reference) {
+        self.blob_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest.clone(), holder.clone());
+    }
+
+    /// Downloads those of `layers` the store lacks from the repositories known to hold them.
+    pub(super) fn ensure_blobs(&self, layers: &[Descriptor]) -> Result<(), BuildError> {
+        let store = &self.builder.store;
+        for layer in layers {
+            if store.has_blob(&layer.digest) {
+                continue;
+            }
+            let holder = self
+                .blob_sources
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&layer.digest)
+                .cloned();
+            match (holder, &self.builder.remote) {
+                (Some(holder), Some(remote)) => {
+                    tracing::debug!(digest = %layer.digest, from = %holder, "fetching a layer");
+                    remote.fetch_blob_into_store(store, &holder, layer)?;
+                }
+                _ => {
+                    return Err(BuildError::Registry(format!(
+                        "layer {} is neither in the store nor in a known registry repository",
+                        layer.digest
+                    )))
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -12,7 +12,7 @@ use crate::request::{
 };
 use crate::runner::{Isolation, StepRunner};
 use crate::sandbox_runner::LazySandboxRunner;
-use crate::store_resolver::StoreResolver;
+use crate::store_resolver::{find_image, LazyImages, StoreResolver};
 use crate::timestamp::BuildTime;
 use rbuild_layer::{LayerOptions, LayerWriter};
 use rbuild_oci::{Descriptor, Digest, Manifest, MediaType};
@@ -26,6 +26,7 @@ mod cache;
 mod cache_mount;
 mod copy_step;
 mod layers;
+mod registry_cache;
 mod run_mounts;
 mod stage;
 mod tree_copy;
@@ -121,9 +122,12 @@ impl Builder {
     }
 
     /// Runs one build.
-    pub fn build(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+    pub fn build(&self, mut request: BuildRequest) -> Result<BuildOutcome, BuildError> {
         let mut context = BuildContext::open(
-            request.context,
+            std::mem::replace(
+                &mut request.context,
+                crate::ContextSource::Dir(PathBuf::new()),
+            ),
             request.context_sub_path.as_deref(),
             &self.scratch,
         )?;
@@ -160,7 +164,10 @@ impl Builder {
         });
         let time = epoch.map(BuildTime::fixed).unwrap_or_else(BuildTime::now);
         let created = time.rfc3339();
-        let resolver = StoreResolver::with_remote(&self.store, self.remote.as_ref());
+        let registry_cache = self.registry_cache(&request)?;
+        let lazy_images = LazyImages::default();
+        let resolver = StoreResolver::with_remote(&self.store, self.remote.as_ref())
+            .lazy_layers(registry_cache.is_some().then_some(&lazy_images));
         let plan_request = PlanRequest {
             build_args: request.build_args.clone(),
             target: request.target.clone(),
@@ -169,14 +176,19 @@ impl Builder {
         let planned = plan_dockerfile_with(&text, &plan_request, &resolver)
             .map_err(|e| BuildError::Plan(e.render(&file_name)))?;
         let plan = planned.plan;
-        let warnings = plan.warnings.iter().map(|w| w.render(&file_name)).collect();
+        let warnings: Vec<String> = plan.warnings.iter().map(|w| w.render(&file_name)).collect();
         let layer_writer = LayerWriter::new(LayerOptions {
             compression: request.compression,
             level: request.compression_level,
             source_date_epoch: epoch,
             threads: None,
         });
+        let keys = cache::plan_keys(&plan, &context, &self.store, &lazy_images);
         let env = Env {
+            keys,
+            lazy_images: &lazy_images,
+            registry_cache,
+            blob_sources: Default::default(),
             builder: self,
             context: &context,
             file_name: &file_name,
@@ -194,6 +206,66 @@ impl Builder {
             ),
         };
 
+        env.register_image_layers(&plan);
+        if let Some(cache) = &env.registry_cache {
+            if !request.no_cache {
+                let records = env.registry_records(&plan);
+                cache.probe(&records);
+            }
+        }
+        let outcome = self.run_stages(&env, &plan, &request, &created);
+        let cache_warnings = env
+            .registry_cache
+            .as_ref()
+            .map(|c| c.finish())
+            .unwrap_or_default();
+        let mut outcome = outcome?;
+        outcome.warnings.extend(cache_warnings);
+        outcome.warnings.splice(0..0, warnings);
+        Ok(outcome)
+    }
+
+    /// The registry cache of a build asking for one.
+    fn registry_cache(
+        &self,
+        request: &BuildRequest,
+    ) -> Result<Option<registry_cache::RegistryCache>, BuildError> {
+        if !request.cache {
+            return Ok(None);
+        }
+        let remote = self.remote.clone().ok_or_else(|| {
+            BuildError::Registry("--cache needs registry access (Builder::with_remote)".into())
+        })?;
+        let repo = request
+            .cache_repo
+            .clone()
+            .or_else(|| {
+                request
+                    .destinations
+                    .first()
+                    .and_then(crate::default_cache_repo)
+            })
+            .ok_or_else(|| {
+                BuildError::Registry("--cache needs --cache-repo or a --destination".into())
+            })?;
+        Ok(Some(registry_cache::RegistryCache::new(
+            remote,
+            repo,
+            request.cache_ttl,
+            registry_cache::CacheKinds {
+                run_layers: request.cache_run_layers,
+                copy_layers: request.cache_copy_layers,
+            },
+        )))
+    }
+
+    fn run_stages(
+        &self,
+        env: &Env<'_>,
+        plan: &rbuild_plan::Plan,
+        request: &BuildRequest,
+        created: &str,
+    ) -> Result<BuildOutcome, BuildError> {
         let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
         let mut stage_reports: BTreeMap<usize, Vec<StepReport>> = BTreeMap::new();
         let mut pending: Vec<&PlannedStage> = plan.stages.iter().collect();
@@ -217,7 +289,7 @@ impl Builder {
                     let handles: Vec<_> = ready
                         .iter()
                         .map(|stage| {
-                            let (env, results) = (&env, &results);
+                            let results = &results;
                             scope.spawn(move || {
                                 self.emit(BuildEvent::StageStarted {
                                     stage: stage.index,
@@ -257,7 +329,7 @@ impl Builder {
         for (k, v) in &request.labels {
             config.config.labels.insert(k.clone(), v.clone());
         }
-        config.created = Some(created.clone());
+        config.created = Some(created.to_string());
         if let Some(platform) = &request.platform {
             config.architecture = platform.architecture.clone();
             config.os = platform.os.clone();
@@ -281,14 +353,30 @@ impl Builder {
             subject: None,
             annotations: Default::default(),
         };
+        env.settle_final_layers(&manifest.layers, request)?;
         let manifest_bytes = manifest.to_canonical_json();
         let image_name = request
             .image_name
             .clone()
             .unwrap_or_else(|| "localhost/rbuild:latest".into());
-        let descriptor = self
-            .store
-            .put_image(&image_name, &manifest_bytes, manifest_type)?;
+        let remote_layers: Vec<Digest> = manifest
+            .layers
+            .iter()
+            .filter(|l| !self.store.has_blob(&l.digest))
+            .map(|l| l.digest.clone())
+            .collect();
+        // A named image has all its blobs in the store; one whose layers stay in the registry
+        // (the registry cache's lazy mode) is kept unnamed, for the push.
+        let descriptor = if remote_layers.is_empty() {
+            self.store
+                .put_image(&image_name, &manifest_bytes, manifest_type)?
+        } else {
+            tracing::info!(
+                layers = remote_layers.len(),
+                "layers left in the registry; image not named in the store"
+            );
+            self.store.put_blob(&manifest_bytes, manifest_type)?
+        };
         let digest = descriptor.digest.clone();
         self.emit(BuildEvent::ImageCommitted {
             digest: digest.clone(),
@@ -330,7 +418,8 @@ impl Builder {
             config,
             image_name,
             steps: reports,
-            warnings,
+            warnings: Vec::new(),
+            remote_layers,
         })
     }
 }
@@ -355,6 +444,14 @@ fn write_atomically(
 
 /// What every step of one build shares.
 struct Env<'a> {
+    /// Every step's cache key, by (stage index, step position), computed before the build.
+    keys: BTreeMap<(usize, usize), Option<Digest>>,
+    /// Images resolved without their layers (with `--cache`).
+    lazy_images: &'a LazyImages,
+    /// `--cache`: the registry cache.
+    registry_cache: Option<registry_cache::RegistryCache>,
+    /// Registry repositories holding layers the store may lack.
+    blob_sources: std::sync::Mutex<std::collections::HashMap<Digest, rbuild_oci::Reference>>,
     builder: &'a Builder,
     context: &'a BuildContext,
     file_name: &'a str,
@@ -374,6 +471,97 @@ struct Env<'a> {
 }
 
 impl Env<'_> {
+    /// Notes where the layers of the plan's images (bases, `COPY --from`, mounts) live, so
+    /// that the ones left remote can be fetched when their bytes are needed.
+    fn register_image_layers(&self, plan: &rbuild_plan::Plan) {
+        for stage in &plan.stages {
+            let from_steps = stage
+                .steps
+                .iter()
+                .flat_map(|s| &s.inputs)
+                .filter_map(|i| match i {
+                    rbuild_plan::StepInput::Image { reference, .. } => Some(reference),
+                    _ => None,
+                });
+            let base = match &stage.base {
+                rbuild_plan::Base::Image { reference, .. } => Some(reference),
+                _ => None,
+            };
+            for reference in base.into_iter().chain(from_steps) {
+                let (Ok(parsed), Ok((_, manifest, _))) = (
+                    rbuild_oci::Reference::parse(reference),
+                    self.find_image(reference, &stage.platform),
+                ) else {
+                    continue;
+                };
+                for layer in &manifest.layers {
+                    self.add_blob_source(&layer.digest, &parsed);
+                }
+            }
+        }
+    }
+
+    /// The layer records the registry cache is asked about: every layer step with a key whose
+    /// kind it caches.
+    fn registry_records(&self, plan: &rbuild_plan::Plan) -> Vec<Digest> {
+        let Some(cache) = &self.registry_cache else {
+            return Vec::new();
+        };
+        let mut records = Vec::new();
+        for stage in &plan.stages {
+            for (position, step) in stage.steps.iter().enumerate() {
+                let key = self.keys.get(&(stage.index, position)).cloned().flatten();
+                if let (true, Some(key)) = (step.layer, key) {
+                    if cache.kinds.wants(step.instruction.keyword()) {
+                        records.push(self.record_key(&key));
+                    }
+                }
+            }
+        }
+        records
+    }
+
+    /// Makes the final image's layers local unless they may stay remote: with the registry
+    /// cache, no export asked for, and every destination on the registry holding them (the
+    /// push then mounts them there).
+    fn settle_final_layers(
+        &self,
+        layers: &[Descriptor],
+        request: &BuildRequest,
+    ) -> Result<(), BuildError> {
+        let exports = request.oci_layout_path.is_some() || request.docker_archive_path.is_some();
+        let must_fetch: Vec<Descriptor> = layers
+            .iter()
+            .filter(|l| !self.builder.store.has_blob(&l.digest))
+            .filter(|l| {
+                let holder = self
+                    .blob_sources
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&l.digest)
+                    .map(|h| h.registry().to_string());
+                exports
+                    || self.registry_cache.is_none()
+                    || request.destinations.is_empty()
+                    || request
+                        .destinations
+                        .iter()
+                        .any(|d| Some(d.registry()) != holder.as_deref())
+            })
+            .cloned()
+            .collect();
+        self.ensure_blobs(&must_fetch)
+    }
+
+    /// The image `name` for `platform`, named in the store or resolved lazily.
+    pub(super) fn find_image(
+        &self,
+        name: &str,
+        platform: &rbuild_oci::Platform,
+    ) -> Result<(Descriptor, Manifest, rbuild_oci::ImageConfig), rbuild_store::StoreError> {
+        find_image(&self.builder.store, Some(self.lazy_images), name, platform)
+    }
+
     pub(super) fn step_error(&self, step: &Step, message: impl Into<String>) -> BuildError {
         BuildError::Step {
             file: self.file_name.to_string(),

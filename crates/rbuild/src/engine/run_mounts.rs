@@ -218,9 +218,7 @@ impl Env<'_> {
             }
             StepInput::Image { reference, .. } => {
                 let (_, manifest, _) = self
-                    .builder
-                    .store
-                    .get_image(reference)
+                    .find_image(reference, &rbuild_oci::Platform::host())
                     .map_err(|e| format!("image {reference}: {e}"))?;
                 let dir = self
                     .materialise(&manifest.layers)

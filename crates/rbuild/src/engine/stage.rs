@@ -24,7 +24,6 @@ impl Env<'_> {
     ) -> Result<(StageResult, Vec<StepReport>), BuildError> {
         let cancel = &self.cancel;
         let mut reports = Vec::new();
-        let store = &self.builder.store;
         let label = stage
             .name
             .clone()
@@ -41,8 +40,8 @@ impl Env<'_> {
                 frozen: Default::default(),
             },
             Base::Image { reference, .. } => {
-                let (descriptor, manifest, config) = store
-                    .get_image_for_platform(reference, &stage.platform)
+                let (descriptor, manifest, config) = self
+                    .find_image(reference, &stage.platform)
                     .map_err(|e| BuildError::BaseImage {
                         reference: reference.clone(),
                         reason: e.to_string(),
@@ -76,7 +75,7 @@ impl Env<'_> {
         };
         result.base_layers = result.layers.len();
         result.base_history = result.image.config.history.len();
-        for step in &stage.steps {
+        for (position, step) in stage.steps.iter().enumerate() {
             if cancel.is_cancelled() {
                 return Err(BuildError::Cancelled);
             }
@@ -87,7 +86,7 @@ impl Env<'_> {
                 keyword,
             });
             let started = Instant::now();
-            let key = self.step_key(step, &result, results);
+            let key = self.keys.get(&(stage.index, position)).cloned().flatten();
             let record = key
                 .as_ref()
                 .filter(|_| step.layer)

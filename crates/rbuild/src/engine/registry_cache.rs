@@ -1,0 +1,312 @@
+//! The registry layer cache (`--cache`, `--cache-repo`): one tag per step record in the cache
+//! repository, as Kaniko does; the tag is the record key's hex. Each entry is a small OCI image
+//! manifest every Distribution registry accepts: its one layer is the step's layer, its config
+//! a minimal image config with that layer's diffID and history entry, and its annotations say
+//! the same (so a lookup needs the manifest only) plus when it was written (for `--cache-ttl`).
+//!
+//! All records of a build are probed at once before anything runs; entries of built layers
+//! are pushed in the background and joined before the build returns. Nothing here fails a
+//! build: a registry error or a bad entry is a warning and a miss.
+
+use crate::remote::Remote;
+use crate::timestamp::{parse_rfc3339, BuildTime};
+use futures_util::stream::{self, StreamExt};
+use rbuild_oci::{Descriptor, Digest, History, ImageConfig, Manifest, MediaType, Reference};
+use rbuild_store::Store;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const DIFF_ID: &str = "dev.rbuild.cache.diff-id";
+const CREATED_BY: &str = "dev.rbuild.cache.created-by";
+const LAYER_OP: &str = "dev.rbuild.cache.layer-op";
+const CREATED: &str = "org.opencontainers.image.created";
+
+/// How many manifests are probed at once.
+const PROBE_CONCURRENCY: usize = 16;
+
+/// A step's layer as a cache entry describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct CachedLayer {
+    pub descriptor: Descriptor,
+    pub diff_id: Digest,
+    pub created_by: String,
+    pub layer_op: bool,
+}
+
+/// Which layers go to (and come from) the registry cache.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CacheKinds {
+    pub run_layers: bool,
+    pub copy_layers: bool,
+}
+
+impl CacheKinds {
+    /// Whether a layer made by `keyword` is cached in the registry.
+    pub fn wants(&self, keyword: &str) -> bool {
+        match keyword {
+            "RUN" => self.run_layers,
+            _ => self.copy_layers,
+        }
+    }
+}
+
+/// The registry cache of one build.
+pub(super) struct RegistryCache {
+    remote: Remote,
+    repo: Reference,
+    ttl: Option<Duration>,
+    pub kinds: CacheKinds,
+    hits: Mutex<HashMap<Digest, CachedLayer>>,
+    pushes: Mutex<Vec<JoinHandle<Result<(), String>>>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl RegistryCache {
+    pub fn new(
+        remote: Remote,
+        repo: Reference,
+        ttl: Option<Duration>,
+        kinds: CacheKinds,
+    ) -> RegistryCache {
+        RegistryCache {
+            remote,
+            repo,
+            ttl,
+            kinds,
+            hits: Mutex::default(),
+            pushes: Mutex::default(),
+            warnings: Mutex::default(),
+        }
+    }
+
+    /// The cache repository.
+    pub fn repo(&self) -> &Reference {
+        &self.repo
+    }
+
+    fn entry_ref(&self, record: &Digest) -> Option<Reference> {
+        self.repo.with_tag(record.encoded()).ok()
+    }
+
+    fn warn(&self, message: String) {
+        tracing::warn!("{message}");
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message);
+    }
+
+    /// Looks every record up at once (a GET of its tag's manifest); a miss or an error on one
+    /// does not stop the others. Returns how many hit.
+    pub fn probe(&self, records: &[Digest]) -> usize {
+        let client = self.remote.client();
+        let now = BuildTime::now().seconds;
+        let lookups = stream::iter(records.iter().filter_map(|r| Some((r, self.entry_ref(r)?))))
+            .map(|(record, reference)| async move {
+                (
+                    record,
+                    reference.clone(),
+                    client.fetch_manifest(&reference).await,
+                )
+            })
+            .buffer_unordered(PROBE_CONCURRENCY)
+            .collect::<Vec<_>>();
+        let answers = self.remote.block_on(lookups);
+        let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
+        for (record, reference, answer) in answers {
+            match answer {
+                Ok(fetched) => match parse_entry(&fetched.bytes, self.ttl, now) {
+                    Ok(Some(layer)) => {
+                        client.note_blob_holder(
+                            self.repo.registry(),
+                            self.repo.repository(),
+                            &layer.descriptor.digest,
+                        );
+                        hits.insert(record.clone(), layer);
+                    }
+                    Ok(None) => tracing::debug!(%reference, "registry cache entry expired"),
+                    Err(why) => {
+                        self.warn(format!("registry cache entry {reference} ignored: {why}"))
+                    }
+                },
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) => self.warn(format!("registry cache lookup of {reference} failed: {e}")),
+            }
+        }
+        tracing::info!(probed = records.len(), hits = hits.len(), repo = %self.repo, "registry cache probed");
+        hits.len()
+    }
+
+    /// The entry found for `record` by [`RegistryCache::probe`].
+    pub fn lookup(&self, record: &Digest) -> Option<CachedLayer> {
+        self.hits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(record)
+            .cloned()
+    }
+
+    /// Pushes an entry for `record` in the background: its layer (from `store`), a config,
+    /// the manifest under the record's tag.
+    pub fn push(&self, store: &Store, record: &Digest, layer: CachedLayer, config: &ImageConfig) {
+        let Some(reference) = self.entry_ref(record) else {
+            return;
+        };
+        let mut config = ImageConfig {
+            architecture: config.architecture.clone(),
+            os: config.os.clone(),
+            variant: config.variant.clone(),
+            ..ImageConfig::default()
+        };
+        config.rootfs.diff_ids = vec![layer.diff_id.clone()];
+        config.history = vec![History {
+            created_by: Some(layer.created_by.clone()),
+            ..History::default()
+        }];
+        let store = store.clone();
+        let remote = self.remote.clone();
+        let handle = std::thread::spawn(move || -> Result<(), String> {
+            let config_descriptor = store
+                .put_blob(&config.to_canonical_json(), MediaType::OciConfig)
+                .map_err(|e| e.to_string())?;
+            let manifest = entry_manifest(&layer, config_descriptor.clone());
+            let blobs = [config_descriptor, layer.descriptor.clone()];
+            remote
+                .push_blobs_from_store(&store, &reference, &blobs)
+                .map_err(|e| e.to_string())?;
+            remote
+                .block_on(remote.client().push_manifest(
+                    &reference,
+                    &manifest.to_canonical_json(),
+                    &MediaType::OciManifest,
+                ))
+                .map_err(|e| e.to_string())?;
+            tracing::debug!(%reference, "registry cache entry pushed");
+            Ok(())
+        });
+        self.pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+
+    /// Waits for every background push; returns the warnings of the whole build's cache use.
+    pub fn finish(&self) -> Vec<String> {
+        let pushes = std::mem::take(&mut *self.pushes.lock().unwrap_or_else(|e| e.into_inner()));
+        for handle in pushes {
+            match handle.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.warn(format!(
+                    "registry cache entry not pushed to {}: {e}",
+                    self.repo
+                )),
+                Err(_) => self.warn("a registry cache push panicked".into()),
+            }
+        }
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The manifest of a cache entry.
+fn entry_manifest(layer: &CachedLayer, config: Descriptor) -> Manifest {
+    let mut annotations = std::collections::BTreeMap::new();
+    annotations.insert(DIFF_ID.to_string(), layer.diff_id.to_string());
+    annotations.insert(CREATED_BY.to_string(), layer.created_by.clone());
+    annotations.insert(LAYER_OP.to_string(), layer.layer_op.to_string());
+    annotations.insert(CREATED.to_string(), BuildTime::now().rfc3339());
+    Manifest {
+        schema_version: 2,
+        media_type: Some(MediaType::OciManifest),
+        artifact_type: None,
+        config,
+        layers: vec![layer.descriptor.clone()],
+        subject: None,
+        annotations,
+    }
+}
+
+/// Reads a cache entry: `Ok(None)` when it is older than `ttl`, `Err` when it is not an entry
+/// this cache wrote.
+fn parse_entry(
+    bytes: &[u8],
+    ttl: Option<Duration>,
+    now: i64,
+) -> Result<Option<CachedLayer>, String> {
+    let manifest = Manifest::from_json(bytes).map_err(|e| format!("not an image manifest: {e}"))?;
+    let [descriptor] = manifest.layers.as_slice() else {
+        return Err(format!("{} layers instead of 1", manifest.layers.len()));
+    };
+    let get = |name: &str| {
+        manifest
+            .annotations
+            .get(name)
+            .ok_or_else(|| format!("no {name} annotation"))
+    };
+    let diff_id = Digest::parse(get(DIFF_ID)?).map_err(|e| format!("bad {DIFF_ID}: {e}"))?;
+    let created_by = get(CREATED_BY)?.clone();
+    let layer_op = match get(LAYER_OP)?.as_str() {
+        "true" => true,
+        "false" => false,
+        other => return Err(format!("bad {LAYER_OP} {other:?}")),
+    };
+    let created = parse_rfc3339(get(CREATED)?).ok_or_else(|| format!("bad {CREATED}"))?;
+    if !descriptor.media_type.is_layer() {
+        return Err(format!(
+            "layer media type {} is not a layer's",
+            descriptor.media_type
+        ));
+    }
+    if let Some(ttl) = ttl {
+        if now.saturating_sub(created) > ttl.as_secs() as i64 {
+            return Ok(None);
+        }
+    }
+    Ok(Some(CachedLayer {
+        descriptor: descriptor.clone(),
+        diff_id,
+        created_by,
+        layer_op,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer() -> CachedLayer {
+        CachedLayer {
+            descriptor: Descriptor::new(MediaType::OciLayerGzip, Digest::sha256_of(b"l"), 1),
+            diff_id: Digest::sha256_of(b"d"),
+            created_by: "RUN echo hi # buildkit".into(),
+            layer_op: true,
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_and_expire() {
+        let config = Descriptor::new(MediaType::OciConfig, Digest::sha256_of(b"{}"), 2);
+        let bytes = entry_manifest(&layer(), config).to_canonical_json();
+        let now = BuildTime::now().seconds;
+        assert_eq!(parse_entry(&bytes, None, now).unwrap(), Some(layer()));
+        let day = Duration::from_secs(86_400);
+        assert_eq!(parse_entry(&bytes, Some(day), now).unwrap(), Some(layer()));
+        assert_eq!(
+            parse_entry(&bytes, Some(day), now + 2 * 86_400).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn foreign_manifests_are_refused() {
+        let config = Descriptor::new(MediaType::OciConfig, Digest::sha256_of(b"{}"), 2);
+        let mut manifest = entry_manifest(&layer(), config);
+        manifest.annotations.remove(DIFF_ID);
+        let err = parse_entry(&manifest.to_canonical_json(), None, 0).unwrap_err();
+        assert!(err.contains(DIFF_ID), "{err}");
+        manifest.layers.clear();
+        assert!(parse_entry(&manifest.to_canonical_json(), None, 0).is_err());
+        assert!(parse_entry(b"{\"not\":1}", None, 0).is_err());
+    }
+}
