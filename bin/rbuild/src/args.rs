@@ -67,6 +67,37 @@ pub fn parse_secrets(raw: &[String]) -> Result<BTreeMap<String, SecretSource>> {
     Ok(secrets)
 }
 
+/// Kaniko's `--cache-ttl` values: a number with a unit `s`, `m`, `h` or `d`, or Go-style
+/// combinations such as `1h30m`.
+pub fn parse_ttl(text: &str) -> Result<std::time::Duration> {
+    let bad = || anyhow!("--cache-ttl {text:?}: expected a duration such as 90m, 24h or 7d");
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        number.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
 /// The text of a Dockerfile named on the command line (`-` is standard input).
 pub fn read_dockerfile_text(path: &str) -> Result<String> {
     if path == "-" {
@@ -105,6 +136,16 @@ mod tests {
         );
         assert!(parse_key_values("--label", &["=x".into()]).is_err());
         assert!(parse_key_values("--label", &["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn ttl_takes_kaniko_units() {
+        assert_eq!(parse_ttl("90m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_ttl("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_ttl("7d").unwrap().as_secs(), 604_800);
+        for bad in ["", "10", "h", "5x", "0s"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

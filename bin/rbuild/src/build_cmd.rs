@@ -1,6 +1,8 @@
 //! The build: flags → `BuildRequest`, progress printed as it comes, push, digest files.
 
-use crate::args::{parse_build_args, parse_key_values, parse_secrets, read_dockerfile_arg};
+use crate::args::{
+    parse_build_args, parse_key_values, parse_secrets, parse_ttl, read_dockerfile_arg,
+};
 use crate::cli::{BuildArgs, CompressionArg, ImageFormatArg, IsolationArg};
 use crate::progress::Progress;
 use anyhow::{anyhow, Context, Result};
@@ -92,6 +94,20 @@ fn build(args: &BuildArgs) -> Result<()> {
         digest_file: args.digest_file.clone(),
         single_snapshot: args.single_snapshot,
         secrets: parse_secrets(&args.secrets)?,
+        destinations: if args.no_push {
+            Vec::new()
+        } else {
+            destinations.clone()
+        },
+        cache: args.cache,
+        cache_repo: args
+            .cache_repo
+            .as_deref()
+            .map(|r| Reference::parse(r).map_err(|e| anyhow!("--cache-repo {r}: {e}")))
+            .transpose()?,
+        cache_ttl: args.cache_ttl.as_deref().map(parse_ttl).transpose()?,
+        cache_copy_layers: args.cache_copy_layers,
+        cache_run_layers: args.cache_run_layers,
         ..BuildRequest::default()
     };
     let outcome = builder.build(request)?;

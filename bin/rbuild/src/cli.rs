@@ -161,6 +161,21 @@ pub struct BuildArgs {
     /// in the image, the cache or the logs.
     #[arg(long = "secret", value_name = "id=ID[,src=PATH|,env=VAR]")]
     pub secrets: Vec<String>,
+    /// Use the layer cache in a registry (`--cache-repo`) besides the local one.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub cache: bool,
+    /// The registry repository of the layer cache (default: `<first destination>/cache`).
+    #[arg(long = "cache-repo", value_name = "REPO")]
+    pub cache_repo: Option<String>,
+    /// Ignore cache entries older than this (`90m`, `24h`, `7d`...; default: no limit).
+    #[arg(long = "cache-ttl", value_name = "DURATION")]
+    pub cache_ttl: Option<String>,
+    /// Cache COPY/ADD layers in the registry too.
+    #[arg(long = "cache-copy-layers", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub cache_copy_layers: bool,
+    /// Cache RUN layers in the registry.
+    #[arg(long = "cache-run-layers", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub cache_run_layers: bool,
     /// The content store (pulled bases, built layers, the step cache).
     #[arg(long = "cache-dir", env = "RBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
