@@ -58,6 +58,50 @@ pub fn chain_key(parent: &Digest, step_digest: &Digest, input_digests: &[Digest]
     encoder.finish()
 }
 
+/// The key a stage starts from when it is `FROM scratch`.
+pub fn scratch_base_key(platform: &str) -> Digest {
+    let mut encoder = KeyEncoder::new("base");
+    encoder.field("scratch", platform.as_bytes());
+    encoder.finish()
+}
+
+/// The key a stage starts from when it is `FROM` an image: its manifest (or index) digest.
+pub fn image_base_key(manifest_digest: &Digest) -> Digest {
+    let mut encoder = KeyEncoder::new("base");
+    encoder.field("image", manifest_digest.as_str().as_bytes());
+    encoder.finish()
+}
+
+/// The input digest of files copied from another stage: that stage's final key and the paths.
+pub fn stage_input_key(stage_key: &Digest, paths: &[String]) -> Digest {
+    let mut encoder = KeyEncoder::new("stage-input");
+    encoder.field("stage", stage_key.as_str().as_bytes());
+    for path in paths {
+        encoder.field("path", path.as_bytes());
+    }
+    encoder.finish()
+}
+
+/// The input digest of files copied from an image: its manifest digest and the paths.
+pub fn image_input_key(manifest_digest: &Digest, paths: &[String]) -> Digest {
+    let mut encoder = KeyEncoder::new("image-input");
+    encoder.field("image", manifest_digest.as_str().as_bytes());
+    for path in paths {
+        encoder.field("path", path.as_bytes());
+    }
+    encoder.finish()
+}
+
+/// The input digest of a remote file of `ADD` pinned by `--checksum` (without one, its content
+/// is only known after downloading it, so the step has no key before it runs).
+pub fn url_input_key(url: &str, checksum: &str) -> Digest {
+    let mut encoder = KeyEncoder::new("url-input");
+    encoder
+        .field("url", url.as_bytes())
+        .field("checksum", checksum.as_bytes());
+    encoder.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,7 +41,10 @@ mod suggest;
 
 pub use args::{is_platform_arg, is_proxy_arg, platform_args, PROXY_ARGS};
 pub use error::PlanError;
-pub use key::{chain_key, KeyEncoder, KEY_VERSION};
+pub use key::{
+    chain_key, image_base_key, image_input_key, scratch_base_key, stage_input_key, url_input_key,
+    KeyEncoder, KEY_VERSION,
+};
 pub use model::{Base, Plan, PlanWarning, PlannedStage, Step, StepInput};
 pub use planner::{plan, PlanOptions, DEFAULT_PATH};
 pub use resolver::{BaseImage, BaseResolver, OfflineResolver, Resolution, StaticResolver};

@@ -3,7 +3,10 @@
 
 use crate::args::{is_platform_arg, is_proxy_arg, platform_args};
 use crate::error::PlanError;
-use crate::key::{chain_key, KeyEncoder};
+use crate::key::{
+    chain_key, image_base_key, image_input_key, scratch_base_key, stage_input_key, url_input_key,
+    KeyEncoder,
+};
 use crate::model::{Base, Plan, PlanWarning, PlannedStage, Step, StepInput};
 use crate::resolver::{BaseImage, BaseResolver, Resolution};
 use crate::suggest::closest;
@@ -393,11 +396,8 @@ impl<'a> Planner<'a> {
 
         let (base, mut state, inherited_onbuild) = match &head.base {
             HeadBase::Scratch => {
-                let mut key = KeyEncoder::new("base");
-                key.field("scratch", b"")
-                    .field("platform", platform_text.as_bytes());
                 let state = StageOutcome {
-                    last_key: Some(key.finish()),
+                    last_key: Some(scratch_base_key(&platform_text)),
                     workdir: "/".into(),
                     ..StageOutcome::default()
                 };
@@ -416,13 +416,7 @@ impl<'a> Planner<'a> {
                 let image =
                     self.resolve_image(reference, &head.platform, head.span, "FROM", heads)?;
                 let digest = image.as_ref().and_then(|i| i.digest.clone());
-                let last_key = digest.as_ref().map(|d| {
-                    let mut key = KeyEncoder::new("base");
-                    key.field("image", reference.to_string().as_bytes())
-                        .field("digest", d.as_str().as_bytes())
-                        .field("platform", platform_text.as_bytes());
-                    key.finish()
-                });
+                let last_key = digest.as_ref().map(image_base_key);
                 let config = image.map(|i| i.config.config).unwrap_or_default();
                 let env: Vec<(String, String)> = config.env.iter().map(|e| split_env(e)).collect();
                 let state = StageOutcome {
@@ -568,11 +562,12 @@ impl<'a> Planner<'a> {
                     input_keys.push(None);
                 }
                 for url in remote {
-                    inputs.push(StepInput::Url {
+                    let input = StepInput::Url {
                         url,
                         checksum: add.checksum.clone(),
-                    });
-                    input_keys.push(None);
+                    };
+                    input_keys.push(input_key(&input, outcomes));
+                    inputs.push(input);
                 }
             }
             Instruction::Workdir { path } => {
@@ -589,12 +584,19 @@ impl<'a> Planner<'a> {
             .field("observed", &key_json(&observed))
             .field("platform", platform.to_string().as_bytes());
         let step_digest = encoder.finish();
-        let cache_key = match (&state.last_key, input_keys.iter().all(Option::is_some)) {
-            (Some(parent), true) => {
-                let known: Vec<Digest> = input_keys.into_iter().flatten().collect();
-                Some(chain_key(parent, &step_digest, &known))
+        // An ARG changes nothing by itself: the steps that see its value (its name in their
+        // expansion, every RUN) carry it in their own digest. Chaining it would make a build
+        // arg change the key of every later step. The engine chains the same way.
+        let cache_key = if matches!(expanded, Instruction::Arg(_)) {
+            state.last_key.clone()
+        } else {
+            match (&state.last_key, input_keys.iter().all(Option::is_some)) {
+                (Some(parent), true) => {
+                    let known: Vec<Digest> = input_keys.into_iter().flatten().collect();
+                    Some(chain_key(parent, &step_digest, &known))
+                }
+                _ => None,
             }
-            _ => None,
         };
         state.last_key = cache_key.clone();
 
@@ -793,25 +795,15 @@ fn is_remote(source: &str) -> bool {
 /// The digest standing for an input in the key, when the plan can know it: another stage's
 /// final key, or an image's digest. Context files and URLs need the engine.
 fn input_key(input: &StepInput, outcomes: &BTreeMap<usize, StageOutcome>) -> Option<Digest> {
-    let mut encoder = KeyEncoder::new("input");
     match input {
-        StepInput::Stage { index, paths } => {
-            let key = outcomes.get(index)?.last_key.clone()?;
-            encoder.field("stage", key.as_str().as_bytes());
-            encoder.field("paths", &key_json(paths));
-        }
-        StepInput::Image {
-            reference,
-            digest,
+        StepInput::Stage { index, paths } => Some(stage_input_key(
+            outcomes.get(index)?.last_key.as_ref()?,
             paths,
-        } => {
-            encoder.field("image", reference.as_bytes());
-            encoder.field("digest", digest.as_ref()?.as_str().as_bytes());
-            encoder.field("paths", &key_json(paths));
-        }
-        StepInput::Context { .. } | StepInput::Url { .. } => return None,
+        )),
+        StepInput::Image { digest, paths, .. } => Some(image_input_key(digest.as_ref()?, paths)),
+        StepInput::Url { url, checksum } => Some(url_input_key(url, checksum.as_deref()?)),
+        StepInput::Context { .. } => None,
     }
-    Some(encoder.finish())
 }
 
 /// Parses one ONBUILD trigger of a base (`RUN make`, `COPY . /src`...).

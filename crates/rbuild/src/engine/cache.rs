@@ -1,6 +1,5 @@
 //! The step cache: keys chained from the parent's, reuse of recorded layers.
 
-use super::stage::base_key;
 use super::{Env, StageResult};
 use crate::context::BuildContext;
 use crate::copy::SourceRoot;
@@ -8,7 +7,10 @@ use crate::error::BuildError;
 use crate::store_resolver::{find_image, LazyImages};
 use rbuild_dockerfile::Instruction;
 use rbuild_oci::Digest;
-use rbuild_plan::{chain_key, Base, KeyEncoder, Plan, PlannedStage, Step, StepInput};
+use rbuild_plan::{
+    chain_key, image_base_key, image_input_key, scratch_base_key, stage_input_key, url_input_key,
+    Base, KeyEncoder, Plan, PlannedStage, Step, StepInput,
+};
 use rbuild_store::Store;
 use std::collections::BTreeMap;
 
@@ -31,11 +33,11 @@ pub(super) fn plan_keys(
         pending = rest;
         for stage in ready {
             let mut key = match &stage.base {
-                Base::Scratch => Some(base_key("scratch", &stage.platform.to_string())),
+                Base::Scratch => Some(scratch_base_key(&stage.platform.to_string())),
                 Base::Image { reference, .. } => {
                     find_image(store, Some(lazy), reference, &stage.platform)
                         .ok()
-                        .map(|(d, _, _)| base_key("image", d.digest.as_str()))
+                        .map(|(d, _, _)| image_base_key(&d.digest))
                 }
                 Base::Stage { index } => stage_keys.get(index).cloned().flatten(),
             };
@@ -60,8 +62,8 @@ pub(super) fn plan_keys(
 
 /// The cache key of `step`: chained from the stage's previous key with the step's digest (the
 /// expanded instruction, the ARG/ENV values it observes) and the digests of its inputs. `None`
-/// when an input cannot be known before running (a URL without `--checksum`). The planner's
-/// own key is not used: it chains ARG steps.
+/// when an input cannot be known before running (a URL without `--checksum`). The encodings
+/// are `rbuild-plan`'s, so `rbuild plan` shows the same keys wherever it can compute them.
 fn step_key(
     context: &BuildContext,
     store: &Store,
@@ -84,15 +86,7 @@ fn step_key(
                 crate::input_digest::sources_digest(&root, paths).ok()?
             }
             StepInput::Stage { index, paths } => {
-                let mut e = KeyEncoder::new("stage-input");
-                e.field(
-                    "stage",
-                    stage_keys.get(index)?.as_ref()?.as_str().as_bytes(),
-                );
-                for p in paths {
-                    e.field("path", p.as_bytes());
-                }
-                e.finish()
+                stage_input_key(stage_keys.get(index)?.as_ref()?, paths)
             }
             StepInput::Image {
                 reference, paths, ..
@@ -102,19 +96,9 @@ fn step_key(
                     .resolve(reference)
                     .ok()
                     .or_else(|| lazy.lock().ok()?.get(reference.as_str()).cloned())?;
-                let mut e = KeyEncoder::new("image-input");
-                e.field("image", descriptor.digest.as_str().as_bytes());
-                for p in paths {
-                    e.field("path", p.as_bytes());
-                }
-                e.finish()
+                image_input_key(&descriptor.digest, paths)
             }
-            StepInput::Url { url, checksum } => {
-                let mut e = KeyEncoder::new("url-input");
-                e.field("url", url.as_bytes())
-                    .field("checksum", checksum.as_ref()?.as_bytes());
-                e.finish()
-            }
+            StepInput::Url { url, checksum } => url_input_key(url, checksum.as_ref()?),
         };
         inputs.push(digest);
     }

@@ -11,7 +11,7 @@ use crate::runner::{RunError, RunRequest};
 use rbuild_dockerfile::{Instruction, RunScript};
 use rbuild_layer::ChangeSet;
 use rbuild_oci::Digest;
-use rbuild_plan::{Base, KeyEncoder, PlannedStage, Step, StepInput};
+use rbuild_plan::{image_base_key, scratch_base_key, Base, PlannedStage, Step, StepInput};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
@@ -34,7 +34,7 @@ impl Env<'_> {
                 layers: vec![],
                 rootfs: None,
                 label,
-                key: Some(base_key("scratch", &stage.platform.to_string())),
+                key: Some(scratch_base_key(&stage.platform.to_string())),
                 base_layers: 0,
                 base_history: 0,
                 frozen: Default::default(),
@@ -51,7 +51,7 @@ impl Env<'_> {
                     layers: manifest.layers,
                     rootfs: None,
                     label,
-                    key: Some(base_key("image", descriptor.digest.as_str())),
+                    key: Some(image_base_key(&descriptor.digest)),
                     base_layers: 0,
                     base_history: 0,
                     frozen: Default::default(),
@@ -340,11 +340,4 @@ impl Env<'_> {
             }
         }
     }
-}
-
-/// The key a stage starts from.
-pub(super) fn base_key(kind: &str, what: &str) -> Digest {
-    let mut e = KeyEncoder::new("base");
-    e.field(kind, what.as_bytes());
-    e.finish()
 }
