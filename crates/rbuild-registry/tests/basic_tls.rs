@@ -33,15 +33,7 @@ async fn push_and_pull_with_basic_auth_over_tls() {
     let client = RegistryClient::new(trusting(&registry), chain);
     let image = small_image(10);
     let destination = reference(&format!("{}/team/app:v1", registry.host()));
-    client
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            std::slice::from_ref(&destination),
-        )
-        .await
-        .unwrap();
+    push(&client, &image, std::slice::from_ref(&destination)).await;
     let store = MemoryBlobs::new();
     let pulled = client
         .pull_image(

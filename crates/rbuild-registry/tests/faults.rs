@@ -84,15 +84,7 @@ async fn pull_resumes_after_dropped_and_stalled_downloads() {
     };
     let image = small_image(31);
     let direct = reference(&format!("{}/team/app:v1", registry.host()));
-    anonymous_client()
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            &[direct],
-        )
-        .await
-        .unwrap();
+    push(&anonymous_client(), &image, &[direct]).await;
     let big_layer = image.manifest.layers[1].digest.to_string();
     let proxy = FaultProxy::start(
         registry.addr(),
@@ -196,15 +188,12 @@ async fn a_corrupted_blob_is_refused_and_not_stored() {
     };
     let image = small_image(33);
     let destination = reference(&format!("{}/team/app:v1", registry.host()));
-    anonymous_client()
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            std::slice::from_ref(&destination),
-        )
-        .await
-        .unwrap();
+    push(
+        &anonymous_client(),
+        &image,
+        std::slice::from_ref(&destination),
+    )
+    .await;
     // Corrupt the layer in the registry's storage (same size), behind its back.
     let layer = &image.manifest.layers[1].digest;
     let data_path = registry
@@ -244,15 +233,12 @@ async fn pull_restarts_a_blob_when_the_server_cannot_resume() {
         return;
     };
     let image = small_image(34);
-    anonymous_client()
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            &[reference(&format!("{}/team/app:v1", registry.host()))],
-        )
-        .await
-        .unwrap();
+    push(
+        &anonymous_client(),
+        &image,
+        &[reference(&format!("{}/team/app:v1", registry.host()))],
+    )
+    .await;
     let big_layer = image.manifest.layers[1].digest.to_string();
     let proxy = FaultProxy::start(
         registry.addr(),

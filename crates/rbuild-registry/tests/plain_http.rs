@@ -15,15 +15,7 @@ async fn push_then_pull_round_trip_checked_by_skopeo() {
     let image = small_image(1);
     let client = anonymous_client();
     let destination = reference(&format!("{}/team/app:v1", registry.host()));
-    let outcomes = client
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            std::slice::from_ref(&destination),
-        )
-        .await
-        .unwrap();
+    let outcomes = push(&client, &image, std::slice::from_ref(&destination)).await;
     assert_eq!(outcomes[0].digest, image.digest());
     assert_eq!(outcomes[0].uploaded(), 4, "config + 3 layers");
     assert!(registry.has_tag("team/app", "v1"));
@@ -63,15 +55,7 @@ async fn push_then_pull_round_trip_checked_by_skopeo() {
     }
 
     // Pushing again uploads nothing: every blob exists.
-    let again = client
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            &[destination],
-        )
-        .await
-        .unwrap();
+    let again = push(&client, &image, &[destination]).await;
     assert!(again[0].blobs.iter().all(|(_, p)| *p == BlobPush::Existed));
 }
 
@@ -84,15 +68,7 @@ async fn second_destination_mounts_instead_of_uploading() {
     let client = anonymous_client();
     let first = reference(&format!("{}/team/first:v1", registry.host()));
     let second = reference(&format!("{}/other/second:v1", registry.host()));
-    let outcomes = client
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            &[first, second],
-        )
-        .await
-        .unwrap();
+    let outcomes = push(&client, &image, &[first, second]).await;
     assert_eq!(outcomes[0].uploaded(), 4);
     assert_eq!(outcomes[1].uploaded(), 0);
     assert_eq!(outcomes[1].mounted(), 4);
@@ -126,15 +102,7 @@ async fn pull_records_holders_so_push_to_another_repo_mounts() {
     };
     let image = small_image(3);
     let base = reference(&format!("{}/library/base:1", registry.host()));
-    anonymous_client()
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            std::slice::from_ref(&base),
-        )
-        .await
-        .unwrap();
+    push(&anonymous_client(), &image, std::slice::from_ref(&base)).await;
     // A new client (a new build) pulls the base, then pushes an image with the same layers.
     let client = anonymous_client();
     let blobs = MemoryBlobs::new();
@@ -170,15 +138,7 @@ async fn large_blobs_go_in_patch_chunks() {
     let client =
         rbuild_registry::RegistryClient::new(options, rbuild_registry::CredentialChain::empty());
     let destination = reference(&format!("{}/team/big:v1", registry.host()));
-    client
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            std::slice::from_ref(&destination),
-        )
-        .await
-        .unwrap();
+    push(&client, &image, std::slice::from_ref(&destination)).await;
     let patches = registry
         .requests()
         .into_iter()
@@ -318,25 +278,19 @@ async fn registry_map_is_tried_first_and_falls_back() {
     };
     let only_origin = small_image(6);
     let both = small_image(7);
-    anonymous_client()
-        .push_image(
-            &only_origin.manifest_bytes,
-            &only_origin.media_type,
-            &blobs_of(&only_origin),
-            &[reference(&format!("{}/team/a:v1", origin.host()))],
-        )
-        .await
-        .unwrap();
+    push(
+        &anonymous_client(),
+        &only_origin,
+        &[reference(&format!("{}/team/a:v1", origin.host()))],
+    )
+    .await;
     for host in [origin.host(), mirror.host()] {
-        anonymous_client()
-            .push_image(
-                &both.manifest_bytes,
-                &both.media_type,
-                &blobs_of(&both),
-                &[reference(&format!("{host}/team/b:v1"))],
-            )
-            .await
-            .unwrap();
+        push(
+            &anonymous_client(),
+            &both,
+            &[reference(&format!("{host}/team/b:v1"))],
+        )
+        .await;
     }
     let options = RegistryOptions {
         registry_maps: vec![(origin.host(), mirror.host())],
@@ -404,15 +358,7 @@ async fn relative_location_headers_are_followed() {
     let client =
         rbuild_registry::RegistryClient::new(options, rbuild_registry::CredentialChain::empty());
     let destination = reference(&format!("{}/team/rel:v1", registry.host()));
-    client
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            std::slice::from_ref(&destination),
-        )
-        .await
-        .unwrap();
+    push(&client, &image, std::slice::from_ref(&destination)).await;
     let patches = registry
         .requests()
         .into_iter()
@@ -434,15 +380,12 @@ async fn mount_answered_202_uploads_into_the_offered_session() {
     for (descriptor, _) in &image.blobs {
         client.note_blob_holder(&registry.host(), "ghost/repo", &descriptor.digest);
     }
-    let out = client
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            &[reference(&format!("{}/team/app:v1", registry.host()))],
-        )
-        .await
-        .unwrap();
+    let out = push(
+        &client,
+        &image,
+        &[reference(&format!("{}/team/app:v1", registry.host()))],
+    )
+    .await;
     assert_eq!(out[0].uploaded(), 4);
     let requests = registry.requests();
     let mounts: Vec<_> = requests

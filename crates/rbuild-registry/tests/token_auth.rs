@@ -28,15 +28,7 @@ async fn push_pull_and_one_token_per_scope() {
     let image = small_image(20);
     let first = reference(&format!("{}/team/app:v1", registry.host()));
     let second = reference(&format!("{}/team/copy:v1", registry.host()));
-    let outcomes = client
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            &[first.clone(), second],
-        )
-        .await
-        .unwrap();
+    let outcomes = push(&client, &image, &[first.clone(), second]).await;
     assert_eq!(outcomes[1].mounted(), 4);
 
     let issuer = registry.token_issuer().unwrap();
@@ -97,15 +89,12 @@ async fn identity_token_is_exchanged_with_the_oauth2_post() {
         CredentialChain::empty().with_config_file(&path),
     );
     let image = small_image(21);
-    client
-        .push_image(
-            &image.manifest_bytes,
-            &image.media_type,
-            &blobs_of(&image),
-            &[reference(&format!("{}/team/app:v1", registry.host()))],
-        )
-        .await
-        .unwrap();
+    push(
+        &client,
+        &image,
+        &[reference(&format!("{}/team/app:v1", registry.host()))],
+    )
+    .await;
     let requests = registry.token_issuer().unwrap().requests();
     assert!(
         requests.iter().all(|r| r.method == "POST" && r.granted),

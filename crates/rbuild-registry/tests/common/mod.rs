@@ -47,6 +47,23 @@ pub fn blobs_of(image: &TestImage) -> MemoryBlobs {
     blobs
 }
 
+/// Pushes `image` (blobs from memory) to `destinations` with `client`; panics on failure.
+pub async fn push(
+    client: &RegistryClient,
+    image: &TestImage,
+    destinations: &[Reference],
+) -> Vec<rbuild_registry::PushOutcome> {
+    client
+        .push_image(
+            &image.manifest_bytes,
+            &image.media_type,
+            &blobs_of(image),
+            destinations,
+        )
+        .await
+        .unwrap()
+}
+
 /// Writes a Docker config.json with one `auths` entry and returns the chain reading it.
 pub fn config_with_login(
     dir: &std::path::Path,
