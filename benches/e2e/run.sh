@@ -162,7 +162,7 @@ counter_totals() {
 RBUILD_STATE="not built (cargo build --release -p rbuild-cli or the bin/rbuild package)"
 RBUILD_PREFIX=()
 RBUILD_INSECURE_PULL=()
-RBUILD_HAS=()  # optional flags its --help lists: cache, cache-repo, cache-dir
+RBUILD_HAS=()  # optional flags its --help lists: cache, cache-repo, cache-dir, cache-copy-layers
 detect_rbuild() {
   [ -x "$RBUILD" ] || return 1
   if "$RBUILD" --help 2>&1 | grep -q -- '--destination'; then
@@ -178,7 +178,7 @@ detect_rbuild() {
   fi
   local flag help
   help=$("${RBUILD_PREFIX[@]}" --help 2>&1)
-  for flag in cache cache-repo cache-dir; do
+  for flag in cache cache-repo cache-dir cache-copy-layers; do
     if grep -qE -- "--$flag([ ,=<[]|\$)" <<<"$help"; then RBUILD_HAS+=("$flag"); fi
   done
   RBUILD_STATE="${RBUILD_PREFIX[*]} (flags found: ${RBUILD_HAS[*]:-none})"
@@ -236,6 +236,9 @@ write_build_script() {  # builder mode state_dir dockerfile context destination 
         rbuild_has cache-dir && extra+=(--cache-dir "$state/store")
         if [ "$mode" != plain ]; then
           rbuild_has cache && extra+=(--cache)
+          # Cache every layer kind, as buildah's --cache-to does (Kaniko's default leaves
+          # COPY/ADD/WORKDIR layers out of the registry cache).
+          rbuild_has cache-copy-layers && extra+=(--cache-copy-layers)
           [ "$mode" = local-cache ] || extra+=(--cache-repo "$cache_repo")
         fi
         echo "$wrap_build$(q "${RBUILD_PREFIX[@]}") --context $(q "$ctx") --dockerfile $(q "$df") --destination $(q "$dest") --insecure $(q "${RBUILD_INSECURE_PULL[@]}" "${extra[@]}")"
