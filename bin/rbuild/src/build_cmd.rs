@@ -55,6 +55,7 @@ fn build(args: &BuildArgs) -> Result<()> {
 
     let remote = Remote::new(registry_options(args)?, CredentialChain::from_env())
         .context("cannot start the registry client")?;
+    remote.client().set_progress(progress.transfer_callback());
     let store_dir = args.cache_dir.clone().unwrap_or_else(default_store_dir);
     let builder = Builder::new(&store_dir)?
         .with_isolation(match args.isolation {

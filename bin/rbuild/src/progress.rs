@@ -3,7 +3,7 @@
 
 use crate::cli::LogFormatArg;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use rbuild::registry::PushOutcome;
+use rbuild::registry::{PushOutcome, Transfer, TransferFn, TransferKind};
 use rbuild::{BuildEvent, BuildOutcome, ProgressFn, StepStatus};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
@@ -24,6 +24,8 @@ pub struct Progress {
 struct Live {
     bars: MultiProgress,
     running: Mutex<Option<ProgressBar>>,
+    /// Bytes pulled and pushed so far, as a counter bar (created at the first transfer).
+    transfers: Mutex<Option<ProgressBar>>,
 }
 
 impl Progress {
@@ -32,6 +34,7 @@ impl Progress {
             (format != LogFormatArg::Json && std::io::stderr().is_terminal()).then(|| Live {
                 bars: MultiProgress::new(),
                 running: Mutex::new(None),
+                transfers: Mutex::new(None),
             });
         Progress {
             format,
@@ -168,6 +171,53 @@ impl Progress {
                 }
             }
         }
+    }
+
+    /// The registry client's callback: every blob that finished moving.
+    pub fn transfer_callback(self: &Arc<Self>) -> TransferFn {
+        let me = Arc::clone(self);
+        Arc::new(move |transfer: &Transfer| me.transfer(transfer))
+    }
+
+    fn transfer(&self, t: &Transfer) {
+        let verb = match t.kind {
+            TransferKind::Downloaded => "pulled",
+            TransferKind::Uploaded => "pushed",
+            TransferKind::Mounted => "mounted",
+            TransferKind::Existed => "already in",
+        };
+        if self.json() {
+            self.line(
+                &json!({"event": "blob", "action": verb, "digest": t.digest.to_string(),
+                        "size": t.size, "bytes": t.bytes_moved(),
+                        "repository": format!("{}/{}", t.registry, t.repository)})
+                .to_string(),
+            );
+            return;
+        }
+        if let Some(live) = &self.live {
+            let mut slot = live.transfers.lock().unwrap_or_else(|e| e.into_inner());
+            let bar = slot.get_or_insert_with(|| {
+                let bar = live.bars.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} transferred {bytes} ({binary_bytes_per_sec}) {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar
+            });
+            bar.inc(t.bytes_moved());
+            bar.set_message(format!("{verb} {}", short(t.digest.as_str())));
+            return;
+        }
+        self.line(&format!(
+            "{verb} {} {}/{} ({} bytes)",
+            short(t.digest.as_str()),
+            t.registry,
+            t.repository,
+            t.size
+        ));
     }
 
     /// A note at debug level (only with `--verbosity debug|trace`, printed as text or JSON).

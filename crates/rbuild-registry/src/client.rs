@@ -23,6 +23,8 @@ struct Inner {
     sessions: tokio::sync::Mutex<HashMap<(String, Direction), Arc<Session>>>,
     /// `(registry host, digest)` → repositories known to hold the blob.
     holders: Mutex<HashMap<(String, Digest), Vec<String>>>,
+    /// Where finished blob transfers are reported.
+    progress: std::sync::RwLock<Option<crate::progress::TransferFn>>,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -42,7 +44,24 @@ impl RegistryClient {
                 chain: Arc::new(credentials),
                 sessions: tokio::sync::Mutex::new(HashMap::new()),
                 holders: Mutex::new(HashMap::new()),
+                progress: std::sync::RwLock::new(None),
             }),
+        }
+    }
+
+    /// Reports every blob that finishes moving (downloaded, uploaded, mounted or already there)
+    /// to `callback`, from now on.
+    pub fn set_progress(&self, callback: crate::progress::TransferFn) {
+        if let Ok(mut slot) = self.inner.progress.write() {
+            *slot = Some(callback);
+        }
+    }
+
+    pub(crate) fn report(&self, transfer: crate::progress::Transfer) {
+        if let Ok(slot) = self.inner.progress.read() {
+            if let Some(callback) = slot.as_ref() {
+                callback(&transfer);
+            }
         }
     }
 

@@ -409,6 +409,13 @@ impl RegistryClient {
         }
         writer.commit(digest, size).map_err(local)?;
         self.note_blob_holder(&session.registry, repository, digest);
+        self.report(crate::progress::Transfer {
+            kind: crate::progress::TransferKind::Downloaded,
+            digest: digest.clone(),
+            size,
+            registry: session.registry.clone(),
+            repository: repository.to_owned(),
+        });
         Ok(())
     }
 

@@ -243,6 +243,17 @@ impl RegistryClient {
             {
                 Ok(outcome) => {
                     self.note_blob_holder(destination.registry(), repository, &blob.digest);
+                    self.report(crate::progress::Transfer {
+                        kind: match outcome {
+                            BlobPush::Existed => crate::progress::TransferKind::Existed,
+                            BlobPush::Mounted { .. } => crate::progress::TransferKind::Mounted,
+                            BlobPush::Uploaded => crate::progress::TransferKind::Uploaded,
+                        },
+                        digest: blob.digest.clone(),
+                        size: blob.size,
+                        registry: destination.registry().to_owned(),
+                        repository: repository.to_owned(),
+                    });
                     return Ok(outcome);
                 }
                 Err(e) if e.is_retryable() && attempt < policy.max_retries => {

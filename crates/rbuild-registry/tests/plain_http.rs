@@ -401,3 +401,50 @@ async fn mount_answered_202_uploads_into_the_offered_session() {
     assert_eq!(plain_posts, 0, "the mount's upload session is reused");
     assert!(registry.has_tag("team/app", "v1"));
 }
+
+#[tokio::test]
+async fn every_finished_blob_is_reported_to_the_progress_callback() {
+    let Some(registry) = TestRegistry::start_or_skip(RegistryAuth::None) else {
+        return;
+    };
+    let image = small_image(77);
+    let client = anonymous_client();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    client.set_progress(std::sync::Arc::new(move |t: &rbuild_registry::Transfer| {
+        sink.lock()
+            .unwrap()
+            .push((t.kind, t.digest.clone(), t.bytes_moved()));
+    }));
+    let destination = reference(&format!("{}/team/progress:v1", registry.host()));
+    push(&client, &image, std::slice::from_ref(&destination)).await;
+    let blobs = image.blobs.len();
+    let total: u64 = image.blobs.iter().map(|(_, data)| data.len() as u64).sum();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), blobs, "{seen:?}");
+        assert!(seen
+            .iter()
+            .all(|(k, _, _)| *k == rbuild_registry::TransferKind::Uploaded));
+        assert_eq!(seen.iter().map(|(_, _, b)| b).sum::<u64>(), total);
+    }
+    seen.lock().unwrap().clear();
+    push(&client, &image, std::slice::from_ref(&destination)).await;
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(k, _, b)| *k == rbuild_registry::TransferKind::Existed && *b == 0));
+    seen.lock().unwrap().clear();
+    let store = MemoryBlobs::new();
+    client
+        .pull_image(&destination, &rbuild_oci::Platform::host(), &store)
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), blobs, "{seen:?}");
+    assert!(seen
+        .iter()
+        .all(|(k, _, _)| *k == rbuild_registry::TransferKind::Downloaded));
+    assert_eq!(seen.iter().map(|(_, _, b)| b).sum::<u64>(), total);
+}
