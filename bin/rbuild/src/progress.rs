@@ -48,6 +48,15 @@ impl Progress {
         self.format == LogFormatArg::Json
     }
 
+    /// `text` in ANSI colour `code` with `--log-format color`, as is otherwise.
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.format == LogFormatArg::Color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
     fn line(&self, text: &str) {
         if let Some(live) = &self.live {
             let _ = live.bars.println(text);
@@ -103,7 +112,7 @@ impl Progress {
                             .to_string(),
                     );
                 } else {
-                    self.line(&format!("==> stage {name}"));
+                    self.line(&self.paint("1", &format!("==> stage {name}")));
                 }
             }
             BuildEvent::StepStarted {
@@ -156,9 +165,16 @@ impl Progress {
                         .as_ref()
                         .map(|d| format!(" layer {}", short(d.as_str())))
                         .unwrap_or_default();
+                    let colour = match report.status {
+                        StepStatus::Built => "32",
+                        StepStatus::Cached => "36",
+                        StepStatus::Metadata => "2",
+                    };
                     self.line(&format!(
-                        "#{} {} {status} in {secs:.2}s{layer}",
-                        *step, report.keyword
+                        "#{} {} {} in {secs:.2}s{layer}",
+                        *step,
+                        report.keyword,
+                        self.paint(colour, status)
                     ));
                 }
             }
@@ -252,9 +268,12 @@ impl Progress {
                 .to_string(),
             );
         } else {
-            self.line(&format!(
-                "built {} ({} bytes, {layers} layers) in {secs:.2}s",
-                outcome.digest, size
+            self.line(&self.paint(
+                "1;32",
+                &format!(
+                    "built {} ({} bytes, {layers} layers) in {secs:.2}s",
+                    outcome.digest, size
+                ),
             ));
         }
     }
@@ -269,12 +288,15 @@ impl Progress {
                 .to_string(),
             );
         } else {
-            self.line(&format!(
-                "pushed {}@{} ({} blobs uploaded, {} mounted)",
-                outcome.reference,
-                outcome.digest,
-                outcome.uploaded(),
-                outcome.mounted()
+            self.line(&self.paint(
+                "32",
+                &format!(
+                    "pushed {}@{} ({} blobs uploaded, {} mounted)",
+                    outcome.reference,
+                    outcome.digest,
+                    outcome.uploaded(),
+                    outcome.mounted()
+                ),
             ));
         }
     }
@@ -297,4 +319,25 @@ impl Drop for Live {
 fn short(digest: &str) -> &str {
     let end = digest.len().min("sha256:".len() + 12);
     &digest[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_color_format_paints() {
+        assert_eq!(
+            Progress::new(LogFormatArg::Color).paint("32", "built"),
+            "\x1b[32mbuilt\x1b[0m"
+        );
+        assert_eq!(
+            Progress::new(LogFormatArg::Text).paint("32", "built"),
+            "built"
+        );
+        assert_eq!(
+            Progress::new(LogFormatArg::Json).paint("32", "built"),
+            "built"
+        );
+    }
 }
