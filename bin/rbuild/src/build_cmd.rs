@@ -114,20 +114,11 @@ fn build(args: &BuildArgs) -> Result<()> {
     let outcome = builder.build(request)?;
     progress.built(&outcome);
 
-    if args.no_push || destinations.is_empty() {
+    if outcome.pushed.is_empty() {
         progress.note("not pushed (--no-push or no --destination)");
-    } else {
-        let results = remote
-            .push_from_store(
-                builder.store(),
-                &outcome.manifest_bytes,
-                &outcome.media_type(),
-                &destinations,
-            )
-            .map_err(|e| anyhow!("push failed: {e}"))?;
-        for result in &results {
-            progress.pushed(result);
-        }
+    }
+    for result in &outcome.pushed {
+        progress.pushed(result);
     }
     write_name_files(args, &destinations, outcome.digest.as_str())?;
     Ok(())

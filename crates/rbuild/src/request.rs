@@ -78,9 +78,11 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Checked between steps.
     pub cancel: CancelToken,
-    /// Where the caller will push the result (`--destination`): names the default cache
-    /// repository, and a layer the store lacks may stay remote when every destination is on
-    /// the registry that holds it (the push then mounts it registry-side).
+    /// Where to push the result (`--destination`), when the builder has a
+    /// [`Remote`](crate::Remote): every destination gets the image after the build (see
+    /// [`BuildOutcome::pushed`]). Also names the default cache repository, and a layer the
+    /// store lacks may stay remote when every destination is on the registry that holds it (the
+    /// push then mounts it registry-side).
     pub destinations: Vec<Reference>,
     /// `--cache`: use the registry layer cache (needs a [`Remote`](crate::Remote) on the
     /// builder); the local step cache in the store is always on unless `no_cache`.
@@ -245,6 +247,10 @@ pub struct BuildOutcome {
     pub steps: Vec<StepReport>,
     /// Warnings of the parser and the planner, rendered (`Dockerfile:3:1: warning: ...`).
     pub warnings: Vec<String>,
+    /// One result per destination, in order, when the builder has a remote
+    /// ([`Builder::with_remote`](crate::Builder::with_remote)) and the request names
+    /// destinations; empty otherwise.
+    pub pushed: Vec<rbuild_registry::PushOutcome>,
 }
 
 impl BuildOutcome {

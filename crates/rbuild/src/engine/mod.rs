@@ -222,6 +222,23 @@ impl Builder {
         let mut outcome = outcome?;
         outcome.warnings.extend(cache_warnings);
         outcome.warnings.splice(0..0, warnings);
+        // Last, once the cache entries are in: every destination gets the image, blobs
+        // uploaded once and mounted between repositories, each manifest after its blobs.
+        if let (Some(remote), false) = (&self.remote, request.destinations.is_empty()) {
+            outcome.pushed = remote
+                .push_from_store(
+                    &self.store,
+                    &outcome.manifest_bytes,
+                    &outcome.media_type(),
+                    &request.destinations,
+                )
+                .map_err(|e| match e {
+                    BuildError::Registry(message) => {
+                        BuildError::Registry(format!("push failed: {message}"))
+                    }
+                    other => other,
+                })?;
+        }
         Ok(outcome)
     }
 
@@ -420,6 +437,7 @@ impl Builder {
             steps: reports,
             warnings: Vec::new(),
             remote_layers,
+            pushed: Vec::new(),
         })
     }
 }
