@@ -10,6 +10,7 @@
 mod args;
 mod build_cmd;
 mod cli;
+mod logging;
 mod login_cmd;
 mod plan_cmd;
 mod progress;
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
             println!("rbuild {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        None => match build_cmd::run(&cli.build) {
+        None => match build(&cli.build) {
             Ok(()) => Ok(()),
             Err(failure) => {
                 eprintln!("error: {:#}", failure.error);
@@ -52,4 +53,10 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The build, with the libraries' log events routed to stderr first.
+fn build(args: &cli::BuildArgs) -> Result<(), build_cmd::BuildFailure> {
+    logging::init(&args.verbosity, args.log_format);
+    build_cmd::run(args)
 }
