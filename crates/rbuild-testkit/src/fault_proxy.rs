@@ -120,20 +120,7 @@ impl FaultProxy {
             events: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let (stop_flag, state) = (stop.clone(), shared.clone());
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop_flag.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let state = state.clone();
-                std::thread::spawn(move || {
-                    // Errors end this connection only; the client sees them as it should.
-                    let _ = handle(&state, stream);
-                });
-            }
-        });
+        let thread = crate::http::spawn_accept_loop(listener, stop.clone(), shared.clone(), handle);
         Ok(FaultProxy {
             addr,
             shared,

@@ -258,3 +258,26 @@ pub(crate) fn write_response(
     writer.write_all(body)?;
     writer.flush()
 }
+
+/// Accepts connections on `listener` until `stop` is set (the owner then connects once to wake
+/// the loop), handling each on its own thread with `handle`. An error ends that connection
+/// only: the client sees it as it should.
+pub(crate) fn spawn_accept_loop<S: Send + Sync + 'static>(
+    listener: std::net::TcpListener,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    state: std::sync::Arc<S>,
+    handle: fn(&S, std::net::TcpStream) -> io::Result<()>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let state = std::sync::Arc::clone(&state);
+            std::thread::spawn(move || {
+                let _ = handle(&state, stream);
+            });
+        }
+    })
+}

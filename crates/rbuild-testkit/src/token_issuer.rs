@@ -110,20 +110,7 @@ impl TokenIssuer {
             requests: requests.clone(),
             unavailable_left: std::sync::atomic::AtomicUsize::new(unavailable_first),
         });
-        let stop_flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop_flag.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let state = state.clone();
-                std::thread::spawn(move || {
-                    // A broken client connection only ends that connection.
-                    let _ = serve(&state, stream);
-                });
-            }
-        });
+        let thread = crate::http::spawn_accept_loop(listener, stop.clone(), state, serve);
         Ok(TokenIssuer {
             addr,
             requests,
