@@ -855,16 +855,22 @@ fn split_env(entry: &str) -> (String, String) {
     }
 }
 
-/// `WORKDIR` semantics: a relative path is joined to the current one; the result is cleaned
-/// (`.`/`..`/duplicate slashes removed) and absolute.
-fn normalize_workdir(current: &str, path: &str) -> String {
-    let joined = if path.starts_with('/') {
-        path.to_string()
+/// `WORKDIR` semantics: a relative path is joined to the current one (`/` when there is none);
+/// the result is cleaned (`.`/`..`/duplicate slashes removed) and absolute. The engine applies
+/// WORKDIR with this same function.
+pub fn normalize_workdir(current: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        clean_abs(path)
     } else {
-        format!("{current}/{path}")
-    };
+        clean_abs(&format!("{current}/{path}"))
+    }
+}
+
+/// Go's `path.Clean` for an absolute path: `.`, `..` and repeated slashes resolved, never above
+/// `/`.
+pub fn clean_abs(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
-    for part in joined.split('/') {
+    for part in path.split('/') {
         match part {
             "" | "." => {}
             ".." => {
@@ -887,5 +893,6 @@ mod tests {
         assert_eq!(normalize_workdir("/app", "/"), "/");
         assert_eq!(normalize_workdir("/a", "/b//c/."), "/b/c");
         assert_eq!(normalize_workdir("/", ".."), "/");
+        assert_eq!(normalize_workdir("", "a"), "/a");
     }
 }

@@ -257,33 +257,8 @@ pub fn add_env(env: &mut Vec<String>, key: &str, value: &str) {
     env.push(entry);
 }
 
-/// `WORKDIR` relative to the current one, cleaned (`/a/b/../c` → `/a/c`).
-pub fn normalize_workdir(current: &str, requested: &str) -> String {
-    let joined = if requested.starts_with('/') {
-        requested.to_string()
-    } else {
-        format!(
-            "{}/{requested}",
-            if current.is_empty() { "/" } else { current }
-        )
-    };
-    clean_abs(&joined)
-}
-
-/// Go's `path.Clean` for an absolute path.
-pub fn clean_abs(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
+/// WORKDIR and absolute-path rules, shared with the planner so both resolve paths alike.
+pub use rbuild_plan::{clean_abs, normalize_workdir};
 
 /// Docker's `nat.ParsePortSpecs` for one EXPOSE word: `80` → `80/tcp`, `53/UDP` → `53/udp`,
 /// `8000-8002` → three ports.

@@ -309,27 +309,10 @@ impl Env<'_> {
     }
 }
 
-/// A mount target as BuildKit takes it: relative to the working directory, lexically cleaned.
+/// A mount target as BuildKit takes it: relative to the working directory, lexically cleaned
+/// (the WORKDIR rule).
 fn absolute_target(workdir: &str, target: &str) -> String {
-    let joined = if target.starts_with('/') {
-        target.to_string()
-    } else {
-        format!(
-            "{}/{target}",
-            if workdir.is_empty() { "/" } else { workdir }
-        )
-    };
-    let mut parts: Vec<&str> = Vec::new();
-    for part in joined.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    rbuild_plan::normalize_workdir(workdir, target)
 }
 
 fn write_secret_file(scratch: &Path, index: usize, bytes: &[u8]) -> std::io::Result<PathBuf> {
