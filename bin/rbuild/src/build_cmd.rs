@@ -35,7 +35,7 @@ pub fn run(args: &BuildArgs) -> Result<(), BuildFailure> {
 fn build(args: &BuildArgs) -> Result<()> {
     let progress = Arc::new(Progress::new(args.log_format));
     for flag in args.ignored.given() {
-        progress.debug(&format!("{flag} has no meaning for rbuild and is ignored"));
+        tracing::debug!("{flag} has no meaning for rbuild and is ignored");
     }
     let destinations = args
         .destinations

@@ -236,13 +236,6 @@ impl Progress {
         ));
     }
 
-    /// A note at debug level (only with `--verbosity debug|trace`, printed as text or JSON).
-    pub fn debug(&self, text: &str) {
-        if std::env::args().any(|a| a.contains("debug") || a.contains("trace")) {
-            self.note(text);
-        }
-    }
-
     /// A plain note.
     pub fn note(&self, text: &str) {
         if self.json() {
