@@ -11,7 +11,7 @@ mod remote;
 pub mod staging;
 
 use crate::dockerignore::{glob_match, go_clean, has_glob, IgnoreMatcher};
-use crate::image_state::clean_abs;
+use crate::image_state::normalize_workdir;
 use chmod::Chmod;
 use rbuild_dockerfile::CopySource;
 use staging::{EntryMeta, Staging};
@@ -66,11 +66,8 @@ pub fn stage_copy(
     staging: &mut Staging<'_>,
 ) -> Result<(), String> {
     let kw = request.keyword;
-    let dest_abs = if request.dest.starts_with('/') {
-        clean_abs(request.dest)
-    } else {
-        clean_abs(&format!("{}/{}", request.workdir, request.dest))
-    };
+    // A relative destination is taken from WORKDIR, as WORKDIR itself is.
+    let dest_abs = normalize_workdir(&request.workdir, request.dest);
     let dest_slash = request.dest.ends_with('/') || request.dest == "." || request.dest.is_empty();
     if request.sources.len() > 1 && !dest_slash {
         return Err(format!(
