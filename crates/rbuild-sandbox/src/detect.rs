@@ -30,6 +30,9 @@ pub struct HostFacts {
     pub userns_error: Option<String>,
     /// What the chroot probe reported, if it failed.
     pub chroot_error: Option<String>,
+    /// The mode was not forced (`auto`): the message names `--isolation chroot` as the
+    /// explicit, weaker choice.
+    pub chroot_offered: bool,
 }
 
 /// Finds an executable on `PATH` (`/usr/sbin:/usr/bin:/sbin:/bin` when unset).
@@ -84,11 +87,12 @@ impl HostFacts {
                 && find_in_path("newgidmap").is_some(),
             userns_error: None,
             chroot_error: None,
+            chroot_offered: false,
         }
     }
 
-    /// The single message given when neither `userns` nor `chroot` works: every cause found,
-    /// and the Kubernetes `securityContext` (or host setting) that removes it.
+    /// The single message given when the chosen mode does not work: every cause found, and
+    /// the Kubernetes `securityContext` (or host setting) that removes it.
     pub fn explain_no_isolation(&self) -> String {
         let mut causes: Vec<String> = Vec::new();
         let mut fixes: Vec<&str> = Vec::new();
@@ -128,16 +132,11 @@ impl HostFacts {
             causes.push("not running as root, so chroot mode is impossible".into());
             fixes.push("or securityContext.runAsUser: 0 with capabilities SYS_ADMIN and SYS_CHROOT for --isolation=chroot");
         }
-        let mut msg =
-            String::from("cannot isolate RUN steps: neither user namespaces nor chroot work here");
-        if let Some(e) = &self.userns_error {
-            msg.push_str(&format!(" (userns: {e}"));
-            match &self.chroot_error {
-                Some(c) => msg.push_str(&format!("; chroot: {c})")),
-                None => msg.push(')'),
-            }
-        } else if let Some(c) = &self.chroot_error {
-            msg.push_str(&format!(" (chroot: {c})"));
+        let mut msg = String::from("cannot isolate RUN steps: ");
+        match (&self.userns_error, &self.chroot_error) {
+            (_, Some(c)) => msg.push_str(&format!("--isolation chroot does not work here ({c})")),
+            (Some(e), None) => msg.push_str(&format!("user namespaces do not work here ({e})")),
+            (None, None) => msg.push_str("user namespaces do not work here"),
         }
         if causes.is_empty() {
             msg.push_str(
@@ -146,6 +145,11 @@ impl HostFacts {
         } else {
             msg.push_str(&format!("; causes: {}", causes.join(", ")));
             msg.push_str(&format!("; fix: {}", fixes.join("; ")));
+        }
+        if self.chroot_offered && self.euid == 0 {
+            msg.push_str(
+                "; or, for trusted Dockerfiles only, pass --isolation chroot (RUN is then not isolated from the builder, as under Kaniko)",
+            );
         }
         msg
     }
@@ -191,6 +195,13 @@ mod tests {
         };
         let m = facts.explain_no_isolation();
         assert!(!m.contains("uidmap") && !m.contains("runAsUser"), "{m}");
+        assert!(!m.contains("--isolation chroot"), "{m}");
+        let m = HostFacts {
+            chroot_offered: true,
+            ..facts
+        }
+        .explain_no_isolation();
+        assert!(m.contains("pass --isolation chroot"), "{m}");
     }
 
     #[test]

@@ -1,11 +1,20 @@
 //! The uid/gid maps of a step's user namespace, how they are written, and the translation of
 //! the ids found in the upper dir back to the ids the step used.
 //!
-//! Three plans, chosen by [`IdMapPlan::for_host`]:
-//! - root (real root, or root of a user namespace the builder entered with
-//!   [`crate::enter_rootless_userns`]): every id of the current namespace maps to itself
-//!   (`0 0 4294967295` on the host), written directly. The upper dir holds the container's ids
-//!   as they are.
+//! Four plans, chosen by [`IdMapPlan::for_host`]:
+//! - real root (root of the initial user namespace): the step's ids 0–65535 map onto an
+//!   unprivileged range, never onto host root: root's `/etc/subuid` and `/etc/subgid` ranges
+//!   when it has them, else [`ROOT_DEFAULT_RANGE_START`] (moved up past any range that
+//!   `/etc/subuid` gives to a user). The maps are written directly. The layers under the step
+//!   keep the container's ids on disk and are shown to the step through idmapped mounts
+//!   ([`IdMapPlan::idmapped_layers`]); files the step creates land in the upper dir with the
+//!   range's host ids, translated back with [`IdMap::uid_to_container`] exactly as for a
+//!   rootless builder. A step's root is therefore never host uid 0: it cannot write host
+//!   sysctls, keep a setuid-root file on the host, or own anything of the builder's.
+//! - root of a user namespace that is not the initial one (the builder entered one with
+//!   [`crate::enter_rootless_userns`], or runs in a user-namespaced container): every id of
+//!   the current namespace maps to itself, written directly. That root is already an
+//!   unprivileged host user; the upper dir holds the container's ids as they are.
 //! - a user with `/etc/subuid` and `/etc/subgid` ranges and `newuidmap`/`newgidmap`: container
 //!   id 0 is the user, ids 1.. are the subordinate ranges in order (as rootless Podman does).
 //!   A file that the step chowned to 100 appears outside as `subuid_start + 99`: the engine
@@ -36,6 +45,15 @@ pub struct IdMap {
     pub gids: Vec<IdMapEntry>,
 }
 
+/// First host id of the range that real root's steps get when `/etc/subuid` (or
+/// `/etc/subgid`) has no line for root: 2^31 − 2^24, far above Debian's `useradd` ranges
+/// (which start at 100000 and grow by 65536 a user). Moved up in steps of
+/// [`ROOT_RANGE_SIZE`] while it overlaps a range that those files give to any user.
+pub const ROOT_DEFAULT_RANGE_START: u32 = 2_130_706_432;
+
+/// Number of ids a real-root builder's steps get (container ids 0–65535).
+pub const ROOT_RANGE_SIZE: u32 = 65_536;
+
 /// How the parent writes the maps for the helper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MapMethod {
@@ -54,6 +72,10 @@ pub struct IdMapPlan {
     pub map: IdMap,
     /// How they are written.
     pub method: MapMethod,
+    /// The layers (and bind sources) hold container ids on disk and must be shown to the step
+    /// through idmapped mounts with [`IdMapPlan::map`] (real root, whose steps run in a
+    /// shifted range).
+    pub idmapped_layers: bool,
 }
 
 fn to_container(entries: &[IdMapEntry], host: u32) -> Option<u32> {
@@ -102,19 +124,96 @@ pub fn proc_map_text(entries: &[IdMapEntry]) -> String {
         .collect()
 }
 
-/// The ranges `/etc/subuid` (or `/etc/subgid`) text gives to a user, by name or numeric id.
-/// Malformed lines are skipped, as shadow-utils does.
+/// Every `(owner, start, count)` line of `/etc/subuid`-style text; malformed lines and empty
+/// ranges are skipped, as shadow-utils does.
+fn subid_lines(text: &str) -> impl Iterator<Item = (&str, u32, u32)> {
+    text.lines().filter_map(|l| {
+        let mut f = l.trim().split(':');
+        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+        let (start, count) = (start.parse::<u32>().ok()?, count.parse::<u32>().ok()?);
+        (count > 0 && start.checked_add(count).is_some()).then_some((who, start, count))
+    })
+}
+
+/// Sorts ranges and merges the ones that overlap or touch, so that no host id is given twice
+/// (Debian's `useradd` may add a second line for a user that already has one, and
+/// `newuidmap` refuses overlapping ranges).
+pub fn merge_ranges(mut ranges: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+    for (start, count) in ranges {
+        let end = u64::from(start) + u64::from(count);
+        match out.last_mut() {
+            Some((s, c)) if u64::from(start) <= u64::from(*s) + u64::from(*c) => {
+                let merged_end = end.max(u64::from(*s) + u64::from(*c));
+                *c = u32::try_from(merged_end - u64::from(*s)).unwrap_or(u32::MAX);
+            }
+            _ => out.push((start, count)),
+        }
+    }
+    out
+}
+
+/// The ranges `/etc/subuid` (or `/etc/subgid`) text gives to a user, by name or numeric id,
+/// merged (see [`merge_ranges`]). Malformed lines are skipped, as shadow-utils does.
 pub fn subordinate_ranges(text: &str, name: Option<&str>, id: u32) -> Vec<(u32, u32)> {
     let id = id.to_string();
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.trim().split(':');
-            let (who, start, count) = (f.next()?, f.next()?, f.next()?);
-            if who != id && Some(who) != name {
-                return None;
+    merge_ranges(
+        subid_lines(text)
+            .filter(|(who, ..)| *who == id || Some(*who) == name)
+            .map(|(_, start, count)| (start, count))
+            .collect(),
+    )
+}
+
+/// The first [`ROOT_RANGE_SIZE`] ids that real root's steps map onto: root's own subordinate
+/// ranges when they hold that many, else [`ROOT_DEFAULT_RANGE_START`] moved past every range
+/// of `taken` (all lines of `/etc/subuid` and `/etc/subgid`).
+fn root_range(own: &[(u32, u32)], taken: &str) -> Vec<(u32, u32)> {
+    let total: u64 = own.iter().map(|&(_, c)| u64::from(c)).sum();
+    if total >= u64::from(ROOT_RANGE_SIZE) {
+        let mut left = ROOT_RANGE_SIZE;
+        let mut out = Vec::new();
+        for &(start, count) in own {
+            if left == 0 {
+                break;
             }
-            let (start, count) = (start.parse::<u32>().ok()?, count.parse::<u32>().ok()?);
-            (count > 0).then_some((start, count))
+            let n = count.min(left);
+            out.push((start, n));
+            left -= n;
+        }
+        return out;
+    }
+    let mut start = ROOT_DEFAULT_RANGE_START;
+    let overlaps = |s: u32| {
+        let (a0, a1) = (u64::from(s), u64::from(s) + u64::from(ROOT_RANGE_SIZE));
+        subid_lines(taken).any(|(_, b, c)| {
+            let (b0, b1) = (u64::from(b), u64::from(b) + u64::from(c));
+            a0 < b1 && b0 < a1
+        })
+    };
+    while overlaps(start) {
+        match start.checked_add(ROOT_RANGE_SIZE) {
+            Some(next) if next.checked_add(ROOT_RANGE_SIZE).is_some() => start = next,
+            _ => break,
+        }
+    }
+    vec![(start, ROOT_RANGE_SIZE)]
+}
+
+/// Map lines giving container ids 0.. to `ranges` in order.
+fn from_zero(ranges: &[(u32, u32)]) -> Vec<IdMapEntry> {
+    let mut next = 0u32;
+    ranges
+        .iter()
+        .map(|&(start, count)| {
+            let e = IdMapEntry {
+                inside: next,
+                outside: start,
+                count,
+            };
+            next += count;
+            e
         })
         .collect()
 }
@@ -160,6 +259,9 @@ pub struct HostIds {
     pub own_uids: Vec<(u32, u32)>,
     /// Same for gids (`/proc/self/gid_map`).
     pub own_gids: Vec<(u32, u32)>,
+    /// The process is in the initial user namespace (`/proc/self/uid_map` is
+    /// `0 0 4294967295`): its root is the host's root.
+    pub initial_userns: bool,
 }
 
 /// The `inside` ranges of a `/proc/self/uid_map`-style text.
@@ -185,7 +287,10 @@ impl HostIds {
             .flatten()
             .map(|u| u.name);
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let uid_map = read("/proc/self/uid_map");
         HostIds {
+            initial_userns: own_ranges(&uid_map) == [(0, u32::MAX)]
+                && uid_map.split_whitespace().nth(1) == Some("0"),
             uid,
             gid,
             name,
@@ -193,13 +298,30 @@ impl HostIds {
             subgid: read("/etc/subgid"),
             has_newidmap: crate::detect::find_in_path("newuidmap").is_some()
                 && crate::detect::find_in_path("newgidmap").is_some(),
-            own_uids: own_ranges(&read("/proc/self/uid_map")),
+            own_uids: own_ranges(&uid_map),
             own_gids: own_ranges(&read("/proc/self/gid_map")),
         }
     }
 }
 
 impl IdMapPlan {
+    /// Every id maps to itself (chroot mode: no user namespace).
+    pub fn identity() -> IdMapPlan {
+        let all = vec![IdMapEntry {
+            inside: 0,
+            outside: 0,
+            count: u32::MAX,
+        }];
+        IdMapPlan {
+            map: IdMap {
+                uids: all.clone(),
+                gids: all,
+            },
+            method: MapMethod::Direct,
+            idmapped_layers: false,
+        }
+    }
+
     /// The best plan for this host; `force_single` asks for the single-id fallback.
     pub fn for_host(host: &HostIds, force_single: bool) -> IdMapPlan {
         let single = || IdMapPlan {
@@ -216,9 +338,27 @@ impl IdMapPlan {
                 }],
             },
             method: MapMethod::SingleId,
+            idmapped_layers: false,
         };
         if force_single {
             return single();
+        }
+        if host.uid == 0 && host.initial_userns {
+            let taken = format!("{}\n{}", host.subuid, host.subgid);
+            let root_ranges = |text: &str| {
+                from_zero(&root_range(
+                    &subordinate_ranges(text, host.name.as_deref(), 0),
+                    &taken,
+                ))
+            };
+            return IdMapPlan {
+                map: IdMap {
+                    uids: root_ranges(&host.subuid),
+                    gids: root_ranges(&host.subgid),
+                },
+                method: MapMethod::Direct,
+                idmapped_layers: true,
+            };
         }
         if host.uid == 0 {
             let identity = |own: &[(u32, u32)]| -> Vec<IdMapEntry> {
@@ -243,6 +383,7 @@ impl IdMapPlan {
                     gids: identity(&host.own_gids),
                 },
                 method: MapMethod::Direct,
+                idmapped_layers: false,
             };
         }
         let name = host.name.as_deref();
@@ -255,6 +396,7 @@ impl IdMapPlan {
                     gids: with_ranges(host.gid, &subgids),
                 },
                 method: MapMethod::NewIdMap,
+                idmapped_layers: false,
             };
         }
         single()
@@ -346,12 +488,74 @@ mod tests {
     }
 
     #[test]
-    fn root_maps_everything_to_itself() {
+    fn root_of_a_non_initial_namespace_maps_everything_to_itself() {
         let p = IdMapPlan::for_host(&HostIds::default(), false);
         assert_eq!(p.method, MapMethod::Direct);
         assert_eq!(p.map.uid_to_container(100), Some(100));
         assert_eq!(p.map.gid_to_host(101), Some(101));
         assert_eq!(proc_map_text(&p.map.uids), "0 0 4294967295\n");
+    }
+
+    fn real_root(subuid: &str) -> HostIds {
+        HostIds {
+            name: Some("root".into()),
+            subuid: subuid.into(),
+            subgid: subuid.into(),
+            initial_userns: true,
+            ..HostIds::default()
+        }
+    }
+
+    #[test]
+    fn real_root_never_maps_a_step_onto_host_root() {
+        // No line for root: the default range, which no user owns.
+        let p = IdMapPlan::for_host(&real_root("alice:100000:65536\n"), false);
+        assert_eq!(p.method, MapMethod::Direct);
+        assert!(p.idmapped_layers);
+        assert_eq!(
+            proc_map_text(&p.map.uids),
+            format!("0 {ROOT_DEFAULT_RANGE_START} 65536\n")
+        );
+        assert_eq!(p.map.uid_to_host(0), Some(ROOT_DEFAULT_RANGE_START));
+        assert_eq!(p.map.uid_to_container(0), None, "host root is not mapped");
+        assert!(!p.map.maps_uid(65536));
+        // Root's own range, with Debian's duplicate line, merged.
+        let p = IdMapPlan::for_host(
+            &real_root("root:100000:65536\nroot:100000:65536\nbob:165536:65536\n"),
+            false,
+        );
+        assert_eq!(proc_map_text(&p.map.uids), "0 100000 65536\n");
+        assert_eq!(p.map.uid_to_container(100_100), Some(100));
+        // Someone owns the default range: the next free block is taken.
+        let taken = format!("mallory:{}:10\n", ROOT_DEFAULT_RANGE_START + 5);
+        let p = IdMapPlan::for_host(&real_root(&taken), false);
+        assert_eq!(
+            p.map.uid_to_host(0),
+            Some(ROOT_DEFAULT_RANGE_START + ROOT_RANGE_SIZE)
+        );
+        // A root range too small for 65536 ids is not used.
+        let p = IdMapPlan::for_host(&real_root("root:500000:1000\n"), false);
+        assert_eq!(p.map.uid_to_host(0), Some(ROOT_DEFAULT_RANGE_START));
+        // Two of root's ranges fill the 65536 ids in order.
+        let p = IdMapPlan::for_host(&real_root("root:300000:1000\nroot:200000:65536\n"), false);
+        assert_eq!(
+            proc_map_text(&p.map.uids),
+            "0 200000 65536\n",
+            "sorted, and the first range already holds enough"
+        );
+    }
+
+    #[test]
+    fn duplicate_and_overlapping_subordinate_lines_are_merged() {
+        assert_eq!(
+            subordinate_ranges(
+                "u:100000:65536\nu:100000:65536\nu:130000:65536\nu:300000:5\nu:300005:5\n",
+                Some("u"),
+                7
+            ),
+            vec![(100_000, 95_536), (300_000, 10)]
+        );
+        assert_eq!(merge_ranges(vec![(5, 1), (1, 2)]), vec![(1, 2), (5, 1)]);
     }
 
     #[test]

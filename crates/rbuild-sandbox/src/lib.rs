@@ -78,7 +78,7 @@ pub use output::{OutputLine, Stream, MAX_LINE};
 pub use protocol::HELPER_MARKER;
 pub use rootless::{enter_rootless_userns, RootlessUserns};
 pub use sandbox::{CancelHandle, ProbeReport, Sandbox, SandboxBuilder, StepStatus};
-pub use spec::{EtcFiles, Mount, MountKind, Network, RootFs, RunSpec};
+pub use spec::{EtcFiles, Mount, MountKind, Network, RootFs, RunSpec, SecretBytes};
 
 /// How steps are isolated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -20,7 +20,7 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Isolation, RunSpec};
+use crate::{IdMap, Isolation, RunSpec};
 
 /// The hidden first argument that turns our binary into the helper.
 pub const HELPER_MARKER: &str = "__rbuild-sandbox-helper";
@@ -36,11 +36,17 @@ pub(crate) enum Request {
         isolation: Isolation,
         /// Container uids that exist in the namespace (None: all).
         mapped_uids: Option<Vec<(u32, u32)>>,
+        /// Set for real root: the step's id map, through which the helper shows the layers
+        /// and bind sources to the step (idmapped mounts prepared before it enters the user
+        /// namespace).
+        layer_map: Option<IdMap>,
     },
     /// Check that the mode works here (namespaces, mounts, overlay).
     Probe {
         /// The mode to check.
         isolation: Isolation,
+        /// As in [`Request::Run`]: also check idmapped mounts.
+        layer_map: Option<IdMap>,
     },
 }
 

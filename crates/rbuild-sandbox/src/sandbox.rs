@@ -110,50 +110,64 @@ impl SandboxBuilder {
         self
     }
 
-    /// Probes the forced mode, or `userns` then `chroot`, and returns the first that works;
-    /// otherwise one [`SandboxError::NoIsolation`] message naming the causes and their fixes.
+    /// Probes the forced mode, or `userns` when none is forced, and returns the sandbox if it
+    /// works; otherwise one [`SandboxError::NoIsolation`] message naming the causes and their
+    /// fixes. `auto` never falls back to chroot by itself: chroot does not isolate a step from
+    /// the builder, so only an explicit [`SandboxBuilder::isolation`] chooses it (with a
+    /// warning).
     pub fn build(self) -> Result<Sandbox, SandboxError> {
-        let plan = IdMapPlan::for_host(&HostIds::read(), self.force_single_id);
-        if plan.method == MapMethod::SingleId {
+        let isolation = self.isolation.unwrap_or(Isolation::Userns);
+        let plan = match isolation {
+            // Without a user namespace ids are the host's: files keep the ids the step gave.
+            Isolation::Chroot => IdMapPlan::identity(),
+            Isolation::Userns => IdMapPlan::for_host(&HostIds::read(), self.force_single_id),
+        };
+        if isolation == Isolation::Userns && plan.method == MapMethod::SingleId {
             tracing::warn!(
                 "no subordinate id range (or no newuidmap) for this user: RUN steps get a single id, chown to another user and USER with another uid will fail"
             );
         }
-        let candidates = match self.isolation {
-            Some(i) => vec![i],
-            None => vec![Isolation::Userns, Isolation::Chroot],
+        let mut sandbox = Sandbox {
+            helper: self.helper.clone(),
+            isolation,
+            plan,
+            report: ProbeReport {
+                fresh_proc: false,
+                overlay: false,
+            },
         };
-        let mut facts = HostFacts::read();
-        for isolation in candidates {
-            let mut sandbox = Sandbox {
-                helper: self.helper.clone(),
-                isolation,
-                plan: plan.clone(),
-                report: ProbeReport {
-                    fresh_proc: false,
-                    overlay: false,
-                },
-            };
-            match sandbox.probe() {
-                Ok(report) => {
-                    sandbox.report = report;
-                    if !report.fresh_proc {
-                        tracing::warn!("a fresh /proc is refused here (masked /proc?): steps see the host's /proc");
-                    }
-                    tracing::debug!(?isolation, ?report, "sandbox mode chosen");
-                    return Ok(sandbox);
+        match sandbox.probe() {
+            Ok(report) => {
+                sandbox.report = report;
+                if !report.fresh_proc {
+                    tracing::warn!(
+                        "a fresh /proc is refused here (masked /proc?): {}",
+                        if isolation == Isolation::Userns {
+                            "steps see the host's /proc"
+                        } else {
+                            "steps get no /proc"
+                        }
+                    );
                 }
-                Err(e) => {
-                    tracing::debug!(?isolation, error = %e, "sandbox mode unusable");
-                    let slot = match isolation {
-                        Isolation::Userns => &mut facts.userns_error,
-                        Isolation::Chroot => &mut facts.chroot_error,
-                    };
-                    *slot = Some(e.to_string());
+                if isolation == Isolation::Chroot {
+                    tracing::warn!(
+                        "--isolation chroot: RUN steps are not isolated from the builder (they run as its root, as under Kaniko); use it only for trusted Dockerfiles"
+                    );
                 }
+                tracing::debug!(?isolation, ?report, "sandbox mode chosen");
+                Ok(sandbox)
+            }
+            Err(e) => {
+                tracing::debug!(?isolation, error = %e, "sandbox mode unusable");
+                let mut facts = HostFacts::read();
+                match isolation {
+                    Isolation::Userns => facts.userns_error = Some(e.to_string()),
+                    Isolation::Chroot => facts.chroot_error = Some(e.to_string()),
+                }
+                facts.chroot_offered = self.isolation.is_none();
+                Err(SandboxError::NoIsolation(facts.explain_no_isolation()))
             }
         }
-        Err(SandboxError::NoIsolation(facts.explain_no_isolation()))
     }
 }
 
@@ -187,10 +201,10 @@ fn canonicalize_host_paths(spec: &RunSpec) -> Result<RunSpec, SandboxError> {
     }
     for m in &mut spec.mounts {
         match &mut m.kind {
-            crate::MountKind::Bind { source, .. }
-            | crate::MountKind::Cache { source, .. }
-            | crate::MountKind::Secret { source, .. } => *source = canonical(source)?,
-            crate::MountKind::Tmpfs { .. } => {}
+            crate::MountKind::Bind { source, .. } | crate::MountKind::Cache { source, .. } => {
+                *source = canonical(source)?
+            }
+            crate::MountKind::Tmpfs { .. } | crate::MountKind::Secret { .. } => {}
         }
     }
     for f in [
@@ -256,6 +270,13 @@ impl Sandbox {
         self.isolation == Isolation::Userns && self.report.overlay
     }
 
+    /// The id map through which the helper shows layers to the step (real root in userns
+    /// mode), if any.
+    fn layer_map(&self) -> Option<crate::IdMap> {
+        (self.isolation == Isolation::Userns && self.plan.idmapped_layers)
+            .then(|| self.plan.map.clone())
+    }
+
     /// What the probe found when this sandbox was built.
     pub fn probe_report(&self) -> ProbeReport {
         self.report
@@ -267,6 +288,7 @@ impl Sandbox {
         self.exchange(
             Request::Probe {
                 isolation: self.isolation,
+                layer_map: self.layer_map(),
             },
             &CancelHandle::new(),
             &mut |_| {},
@@ -325,6 +347,7 @@ impl Sandbox {
                 spec: Box::new(spec),
                 isolation: self.isolation,
                 mapped_uids,
+                layer_map: self.layer_map(),
             },
             cancel,
             &mut on_line,

@@ -33,6 +33,10 @@ pub struct RunSpec {
     pub network: Network,
     /// Host files bound read-only over `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`.
     pub etc: EtcFiles,
+    /// Apply the seccomp filter (Docker's default profile's refusals: keyrings, modules,
+    /// `kexec`, `bpf`, `perf_event_open`, mounts and namespaces…). On by default; turn it off
+    /// only for a step that needs one of those calls.
+    pub seccomp: bool,
 }
 
 /// Where the step's root filesystem comes from.
@@ -90,11 +94,12 @@ pub enum MountKind {
         /// Permission bits of the cache root.
         mode: u32,
     },
-    /// A secret file: copied into a private tmpfs with `mode`, `uid`, `gid` and bound read-only;
-    /// never written to the upper dir.
+    /// A secret file: written by the sandbox into a tmpfs private to the step's mount namespace
+    /// with `mode`, `uid`, `gid` and bound read-only; it never touches a disk, and is gone
+    /// with the step's last process (even when the builder is killed).
     Secret {
-        /// Host file holding the secret.
-        source: PathBuf,
+        /// The secret's bytes (they reach the helper over its control socket only).
+        content: SecretBytes,
         /// Owner inside the step.
         uid: u32,
         /// Group inside the step.
@@ -102,6 +107,16 @@ pub enum MountKind {
         /// Permission bits (BuildKit default 0o400).
         mode: u32,
     },
+}
+
+/// A secret's bytes. Its `Debug` form never shows them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} secret bytes>", self.0.len())
+    }
 }
 
 /// `RUN --network`.
@@ -125,6 +140,17 @@ pub struct EtcFiles {
     pub hostname: Option<PathBuf>,
 }
 
+impl EtcFiles {
+    /// Each file with its name under `/etc`.
+    pub fn named(&self) -> [(&'static str, Option<&PathBuf>); 3] {
+        [
+            ("hosts", self.hosts.as_ref()),
+            ("resolv.conf", self.resolv_conf.as_ref()),
+            ("hostname", self.hostname.as_ref()),
+        ]
+    }
+}
+
 impl RunSpec {
     /// A spec with Docker's defaults: root user, `/` as cwd, host network, no mounts.
     pub fn new(root: RootFs, scratch_dir: impl Into<PathBuf>, argv: Vec<String>) -> Self {
@@ -139,6 +165,7 @@ impl RunSpec {
             mounts: Vec::new(),
             network: Network::Host,
             etc: EtcFiles::default(),
+            seccomp: true,
         }
     }
 
@@ -183,10 +210,7 @@ impl RunSpec {
                     m.target
                 ));
             }
-            if let MountKind::Bind { source, .. }
-            | MountKind::Cache { source, .. }
-            | MountKind::Secret { source, .. } = &m.kind
-            {
+            if let MountKind::Bind { source, .. } | MountKind::Cache { source, .. } = &m.kind {
                 if !source.is_absolute() {
                     return bad(format!("mounts[{i}] source {source:?} is not absolute"));
                 }
@@ -229,7 +253,7 @@ mod tests {
         s.mounts.push(Mount {
             target: "/run/secrets/x".into(),
             kind: MountKind::Secret {
-                source: "/h/x".into(),
+                content: SecretBytes(b"hunter2".to_vec()),
                 uid: 0,
                 gid: 0,
                 mode: 0o400,
@@ -237,5 +261,6 @@ mod tests {
         });
         let j = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<RunSpec>(&j).unwrap(), s);
+        assert!(!format!("{s:?}").contains("hunter2"), "Debug shows no secret");
     }
 }

@@ -32,6 +32,59 @@ pub enum UserError {
     Malformed(String, String),
 }
 
+/// The largest `/etc/passwd` or `/etc/group` read (4 MiB): a hostile image cannot make the
+/// lookup read without end (`/etc/passwd -> /dev/zero`).
+pub const MAX_ACCOUNT_FILE: u64 = 4 << 20;
+
+/// An account file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountFileError {
+    /// Not a regular file (a device, a FIFO, a directory…).
+    #[error("{0}: not a regular file")]
+    NotRegular(std::path::PathBuf),
+    /// Larger than [`MAX_ACCOUNT_FILE`].
+    #[error("{0}: larger than {MAX_ACCOUNT_FILE} bytes")]
+    TooLarge(std::path::PathBuf),
+    /// Reading failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Reads an account file (`/etc/passwd`, `/etc/group`) for [`resolve_user`]: empty when it
+/// does not exist; an error when it is not a regular file or is larger than
+/// [`MAX_ACCOUNT_FILE`]. Symlinks are followed (call it where they cannot leave the image's
+/// root: inside the step, or through a root-confined path). Invalid UTF-8 is replaced.
+pub fn read_account_file(path: &std::path::Path) -> Result<String, AccountFileError> {
+    use std::io::Read;
+    let io = |source| AccountFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(io(e)),
+    };
+    let md = file.metadata().map_err(io)?;
+    if !md.is_file() {
+        return Err(AccountFileError::NotRegular(path.to_owned()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_ACCOUNT_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_ACCOUNT_FILE {
+        return Err(AccountFileError::TooLarge(path.to_owned()));
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 struct PasswdEntry<'a> {
     name: &'a str,
     uid: u32,
@@ -174,6 +227,23 @@ pub fn resolve_user(user: &str, passwd: &str, group: &str) -> Result<ResolvedUse
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_files_are_bounded_and_regular() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("passwd");
+        assert_eq!(read_account_file(&missing).unwrap(), "");
+        std::os::unix::fs::symlink("/dev/zero", &missing).unwrap();
+        let e = read_account_file(&missing).unwrap_err();
+        assert!(matches!(e, AccountFileError::NotRegular(_)), "{e}");
+        let big = dir.path().join("group");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_ACCOUNT_FILE + 1).unwrap();
+        let e = read_account_file(&big).unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+        std::fs::write(&big, "root:x:0:\n").unwrap();
+        assert_eq!(read_account_file(&big).unwrap(), "root:x:0:\n");
+    }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
         # comment\n\

@@ -30,7 +30,7 @@ fn chroot_step_changes_the_rootfs_in_place() {
     spec.mounts = vec![Mount {
         target: "/run/secrets/s".into(),
         kind: MountKind::Secret {
-            source: secret,
+            content: rbuild_sandbox::SecretBytes(std::fs::read(&secret).unwrap()),
             uid: 0,
             gid: 0,
             mode: 0o400,

@@ -54,6 +54,7 @@ fn test_user() -> &'static HostIds {
             has_newidmap: true,
             own_uids: Vec::new(),
             own_gids: Vec::new(),
+            initial_userns: true,
         }
     })
 }

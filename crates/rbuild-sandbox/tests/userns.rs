@@ -57,13 +57,21 @@ fn chown_and_user_ids_land_in_the_upper_dir() {
         ),
         (Some(100), Some(101))
     );
+    // Real root's steps run in a shifted range: never host root, never the step's ids as
+    // they are on the host.
     assert_eq!(
         (owned.uid(), owned.gid()),
-        (100, 101),
-        "root maps ids to themselves"
+        (map.uid_to_host(100).unwrap(), map.gid_to_host(101).unwrap())
     );
+    assert!(owned.uid() > 65_535 && map.uid_to_container(0).is_none());
     let by_app = std::fs::metadata(fx.upper.join("shared/by-app")).unwrap();
-    assert_eq!((by_app.uid(), by_app.gid()), (1000, 1000));
+    assert_eq!(
+        (
+            map.uid_to_container(by_app.uid()),
+            map.gid_to_container(by_app.gid())
+        ),
+        (Some(1000), Some(1000))
+    );
 }
 
 #[test]
@@ -129,8 +137,13 @@ fn the_step_cannot_see_the_host_and_etc_files_stay_out_of_the_upper_dir() {
             std::fs::metadata(fx.lower.join("etc")).unwrap(),
         );
         assert_eq!(
-            (up.mtime(), up.mtime_nsec(), up.mode(), up.uid()),
-            (low.mtime(), low.mtime_nsec(), low.mode(), low.uid())
+            (
+                up.mtime(),
+                up.mtime_nsec(),
+                up.mode(),
+                sb.id_map().uid_to_container(up.uid())
+            ),
+            (low.mtime(), low.mtime_nsec(), low.mode(), Some(low.uid()))
         );
     }
 }
@@ -333,7 +346,7 @@ fn every_mount_type_and_none_of_them_in_the_upper_dir() {
         m(
             "/run/secrets/token",
             MountKind::Secret {
-                source: secret,
+                content: rbuild_sandbox::SecretBytes(std::fs::read(&secret).unwrap()),
                 uid: 0,
                 gid: 0,
                 mode: 0o400,
@@ -368,14 +381,18 @@ fn workdir_is_created_root_owned_and_kept_and_exec_form_uses_the_image_path() {
     spec.cwd = "/app/src".into();
     spec.user = "app".into();
     spec.env = vec!["PATH=/nowhere:/bin".into()];
-    let ran = run(&sandbox(Isolation::Userns), &spec);
+    let sb = sandbox(Isolation::Userns);
+    let ran = run(&sb, &spec);
     assert_eq!(
         (ran.status.code, ran.stdout.as_str()),
         (0, "/app/src\n"),
         "{ran:?}"
     );
     let md = std::fs::metadata(fx.upper.join("app/src")).unwrap();
-    assert_eq!((md.uid(), md.mode() & 0o7777), (0, 0o755));
+    assert_eq!(
+        (sb.id_map().uid_to_container(md.uid()), md.mode() & 0o7777),
+        (Some(0), 0o755)
+    );
     spec.argv = vec!["no-such-tool".into()];
     let err = sandbox(Isolation::Userns)
         .run(&spec, |_| {})
@@ -419,7 +436,10 @@ fn single_id_fallback_runs_as_root_but_cannot_chown() {
     let mut spec = fx.sh("true");
     spec.user = "1000".into();
     let err = sb.run(&spec, |_| {}).unwrap_err().to_string();
-    assert!(err.contains("single-id mode"), "{err}");
+    assert!(
+        err.contains("uid 1000 does not exist in this user namespace (the step's ids are 0-0;"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -537,7 +557,7 @@ fn the_step_gets_a_minimal_dev() {
     assert_eq!(ran.status.code, 0, "{ran:?}");
     assert_eq!(
         ran.stdout,
-        "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero \n5\ns\npts\nno-disks\n"
+        "fd full null ptmx pts random shm stderr stdin stdout urandom zero \n5\ns\npts\nno-disks\n"
     );
 }
 

@@ -8,8 +8,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::mounts::{apply_mount, bind_etc_files, unmount_all, PrivateTmp};
-use super::rootfs::{self, EnterRoot};
+use super::mounts::{apply_mount, bind_etc_files, unmount_all, PrivateTmp, Sources};
+use super::rootfs;
 use super::stubs::Stubs;
 use super::{step, sys, Ctl, Namespaces, SetupError};
 use crate::protocol::{FailKind, FromHelper};
@@ -44,47 +44,59 @@ fn uid_mapped(mapped: &Option<Vec<(u32, u32)>>, id: u32) -> bool {
 }
 
 fn read_or_empty(p: &str) -> String {
+    // Only the kernel's own small files (`/proc/self/setgroups`).
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
-fn prepare(
+/// What the init is asked to do.
+pub(crate) struct InitRequest<'a> {
+    /// The step.
+    pub(crate) spec: &'a RunSpec,
+    /// The mode.
+    pub(crate) isolation: Isolation,
+    /// The namespaces the helper entered.
+    pub(crate) ns: Namespaces,
+    /// Container uids that exist (None: all).
+    pub(crate) mapped: &'a Option<Vec<(u32, u32)>>,
+    /// The privileged helper staged the root and the mount sources in the working directory
+    /// (`super::stage`).
+    pub(crate) staged: bool,
+}
+
+/// Makes the step's root `/` and returns how its mounts' sources are found.
+fn enter_step_root(
     ctl: &mut Ctl,
-    spec: &RunSpec,
-    isolation: Isolation,
-    ns: Namespaces,
-    mapped: &Option<Vec<(u32, u32)>>,
-) -> Result<Prepared, PrepareError> {
-    let mut stubs = Stubs::default();
-    let setgroups_allowed = !read_or_empty("/proc/self/setgroups").starts_with("deny");
-    let host_root = if ns.mount {
+    req: &InitRequest<'_>,
+) -> Result<Option<(Sources, PathBuf)>, SetupError> {
+    let spec = req.spec;
+    if req.staged {
+        // Held across pivot_root: the staging dir is reached through it, never through the
+        // host's paths.
+        let staging = std::fs::File::open(".")
+            .map(std::os::fd::OwnedFd::from)
+            .map_err(|e| SetupError(format!("opening the staging dir: {e}")))?;
         rootfs::make_mounts_private()?;
-        let root = match (&spec.root, isolation) {
-            (RootFs::Overlay { lowers, upper }, Isolation::Userns) => {
-                rootfs::mount_overlay(&spec.scratch_dir, lowers, upper)?
-            }
-            (RootFs::Dir(dir), Isolation::Userns) => rootfs::bind_rootfs(&spec.scratch_dir, dir)?,
-            (RootFs::Dir(dir), Isolation::Chroot) => dir.clone(),
-            (RootFs::Overlay { .. }, Isolation::Chroot) => {
-                return Err(
-                    SetupError("chroot mode needs a rootfs dir, not an overlay".into()).into(),
-                );
-            }
-        };
-        let how = if isolation == Isolation::Userns {
-            EnterRoot::Pivot
-        } else {
-            EnterRoot::Chroot
-        };
-        Some(rootfs::enter_root(&root, how)?)
-    } else {
+        // The root that real root mounted is locked in this namespace, and the kernel will
+        // not pivot to a locked mount: a bind of it onto itself is ours.
+        nix::mount::mount(
+            Some("root"),
+            "root",
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| SetupError(format!("binding the staged root: {}", e.desc())))?;
+        let host_root = rootfs::enter_root(Path::new("root"))?;
+        return Ok(Some((Sources::Staged(staging), host_root)));
+    }
+    if !req.ns.mount {
         let RootFs::Dir(dir) = &spec.root else {
-            return Err(SetupError("chroot mode needs a rootfs dir, not an overlay".into()).into());
+            return Err(SetupError("chroot mode needs a rootfs dir, not an overlay".into()));
         };
         if !spec.mounts.is_empty() {
             return Err(SetupError(
                 "RUN --mount needs a mount namespace, which this host forbids".into(),
-            )
-            .into());
+            ));
         }
         nix::unistd::chroot(dir.as_path())
             .map_err(|e| SetupError(format!("chroot {dir:?}: {}", e.desc())))?;
@@ -92,24 +104,54 @@ fn prepare(
         ctl.send(&FromHelper::Warning(
             "no mount namespace: the step gets no /proc, /dev or /etc files of its own".into(),
         ));
-        None
-    };
-
-    if let Some(host) = &host_root {
-        let fresh = rootfs::mount_proc(Some(host), &mut stubs)?;
-        if !fresh {
-            ctl.send(&FromHelper::Warning(
-                "a fresh /proc was refused (masked /proc?): the step sees the host's /proc".into(),
+        return Ok(None);
+    }
+    rootfs::make_mounts_private()?;
+    let root = match (&spec.root, req.isolation) {
+        (RootFs::Overlay { lowers, upper }, Isolation::Userns) => {
+            rootfs::mount_overlay(&spec.scratch_dir, lowers, upper.as_path())?
+        }
+        (RootFs::Dir(dir), _) => rootfs::bind_rootfs(&spec.scratch_dir, dir.as_path())?,
+        (RootFs::Overlay { .. }, Isolation::Chroot) => {
+            return Err(SetupError(
+                "chroot mode needs a rootfs dir, not an overlay".into(),
             ));
         }
+    };
+    let host_root = rootfs::enter_root(&root)?;
+    Ok(Some((
+        Sources::HostTree {
+            host_root: host_root.clone(),
+            scratch: spec.scratch_dir.clone(),
+        },
+        host_root,
+    )))
+}
+
+fn prepare(ctl: &mut Ctl, req: &InitRequest<'_>) -> Result<Prepared, PrepareError> {
+    let (spec, isolation, ns, mapped) = (req.spec, req.isolation, req.ns, req.mapped);
+    let mut stubs = Stubs::default();
+    let setgroups_allowed = !read_or_empty("/proc/self/setgroups").starts_with("deny");
+    let entered = enter_step_root(ctl, req)?;
+    if let Some((sources, host)) = &entered {
         rootfs::mount_dev(host, &mut stubs, uid_mapped(mapped, 5))?;
+        // Only in a user namespace may the step see the host's /proc when a fresh one is
+        // refused: as the host's root (chroot mode) /proc/1/root would be the host's `/`.
+        let fresh = rootfs::mount_proc(Some(host), &mut stubs, isolation == Isolation::Userns)?;
+        if !fresh {
+            ctl.send(&FromHelper::Warning(if isolation == Isolation::Userns {
+                "a fresh /proc was refused (masked /proc?): the step sees the host's /proc".into()
+            } else {
+                "a fresh /proc was refused (masked /proc?): the step gets no /proc".into()
+            }));
+        }
         rootfs::mount_sys(host, &mut stubs)?;
-        bind_etc_files(host, &spec.etc, &mut stubs)?;
+        bind_etc_files(sources, &spec.etc, &mut stubs)?;
         if !spec.mounts.is_empty() {
-            let mut private = PrivateTmp::mount(host, &spec.scratch_dir)?;
-            for m in &spec.mounts {
+            let mut private = PrivateTmp::mount(sources)?;
+            for m in spec.mounts.iter().enumerate() {
                 apply_mount(
-                    host,
+                    sources,
                     &mut private,
                     m,
                     &mut stubs,
@@ -134,15 +176,18 @@ fn prepare(
 
     let user = resolve_user(
         &spec.user,
-        &read_or_empty("/etc/passwd"),
-        &read_or_empty("/etc/group"),
+        &crate::user::read_account_file(Path::new("/etc/passwd"))
+            .map_err(|e| PrepareError::User(e.to_string()))?,
+        &crate::user::read_account_file(Path::new("/etc/group"))
+            .map_err(|e| PrepareError::User(e.to_string()))?,
     )
     .map_err(|e| PrepareError::User(e.to_string()))?;
     for (what, id) in [("uid", user.uid), ("gid", user.gid)] {
         if !uid_mapped(mapped, id) {
             return Err(PrepareError::User(format!(
-                "USER {:?}: {what} {id} does not exist in this user namespace (single-id mode: give the builder's user a range in /etc/subuid and /etc/subgid)",
-                spec.user
+                "USER {:?}: {what} {id} does not exist in this user namespace (the step's ids are {}; a rootless builder needs a range in /etc/subuid and /etc/subgid)",
+                spec.user,
+                describe_ranges(mapped)
             )));
         }
     }
@@ -153,14 +198,26 @@ fn prepare(
             .create(cwd)
             .map_err(|e| SetupError(format!("creating the working directory {cwd:?}: {e}")))?;
     }
-    if let Some(host) = &host_root {
-        rootfs::detach_host(host)?;
+    if let Some((sources, host)) = entered {
+        drop(sources);
+        rootfs::detach_host(&host)?;
     }
     Ok(Prepared {
         user,
         stubs,
         setgroups_allowed,
     })
+}
+
+fn describe_ranges(mapped: &Option<Vec<(u32, u32)>>) -> String {
+    match mapped {
+        None => "all".into(),
+        Some(r) => r
+            .iter()
+            .map(|(s, c)| format!("{s}-{}", u64::from(*s) + u64::from(*c) - 1))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 fn exit_code(status: WaitStatus) -> Option<i32> {
@@ -208,13 +265,8 @@ fn children_of(parent: u32) -> Vec<i32> {
 }
 
 /// The init's whole life; never returns.
-pub(crate) fn run_init(
-    ctl: &mut Ctl,
-    spec: &RunSpec,
-    isolation: Isolation,
-    ns: Namespaces,
-    mapped: &Option<Vec<(u32, u32)>>,
-) -> ! {
+pub(crate) fn run_init(ctl: &mut Ctl, req: InitRequest<'_>) -> ! {
+    let (spec, isolation, ns) = (req.spec, req.isolation, req.ns);
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // Not dumpable: the step (same uid) can neither ptrace its init nor read its memory.
     let _ = nix::sys::prctl::set_dumpable(false);
@@ -222,7 +274,7 @@ pub(crate) fn run_init(
     if !pid1 {
         let _ = nix::sys::prctl::set_child_subreaper(true);
     }
-    let prepared = match prepare(ctl, spec, isolation, ns, mapped) {
+    let prepared = match prepare(ctl, &req) {
         Ok(p) => p,
         Err(PrepareError::Setup(e)) => {
             ctl.send_failure(FailKind::Setup, e.0);
@@ -236,11 +288,19 @@ pub(crate) fn run_init(
     let main = match sys::fork() {
         Ok(ForkResult::Child) => step::exec_step(
             ctl,
-            &spec.argv,
-            &spec.env,
-            &spec.cwd,
-            &prepared.user,
-            prepared.setgroups_allowed,
+            &step::StepExec {
+                argv: &spec.argv,
+                env: &spec.env,
+                cwd: &spec.cwd,
+                user: &prepared.user,
+                setgroups_allowed: prepared.setgroups_allowed,
+                caps: if isolation == Isolation::Chroot {
+                    &sys::CHROOT_CAPS
+                } else {
+                    &sys::DEFAULT_CAPS
+                },
+                seccomp: spec.seccomp,
+            },
         ),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => {

@@ -7,6 +7,8 @@
 mod init;
 mod mounts;
 mod rootfs;
+mod seccomp;
+mod stage;
 mod step;
 mod stubs;
 mod sys;
@@ -84,12 +86,34 @@ fn helper_main() -> i32 {
             return 2;
         }
     };
-    let (isolation, network) = match &request {
+    // Out of the builder's session: no controlling terminal the step could type into.
+    if let Err(e) = sys::new_session() {
+        ctl.send_failure(FailKind::Setup, format!("setsid: {e}"));
+        return 0;
+    }
+    let (isolation, network, layer_map) = match &request {
         Request::Run {
-            isolation, spec, ..
-        } => (*isolation, spec.network),
-        Request::Probe { isolation } => (*isolation, Network::Host),
+            isolation,
+            spec,
+            layer_map,
+            ..
+        } => (*isolation, spec.network, layer_map.as_ref()),
+        Request::Probe {
+            isolation,
+            layer_map,
+        } => (*isolation, Network::Host, layer_map.as_ref()),
     };
+    // Real root stages the step's filesystem while it still is host root (see `stage`).
+    let staged = match (isolation, layer_map, &request) {
+        (Isolation::Userns, Some(map), Request::Run { spec, .. }) => stage::stage(spec, map),
+        (Isolation::Userns, Some(map), Request::Probe { .. }) => stage::probe(map),
+        _ => Ok(()),
+    };
+    if let Err(e) = staged {
+        ctl.send_failure(FailKind::Setup, e.0);
+        return 0;
+    }
+    let staged = isolation == Isolation::Userns && layer_map.is_some();
     let ns = match enter_namespaces(&mut ctl, &mut reader, isolation, network) {
         Ok(ns) => ns,
         Err(e) => {
@@ -101,7 +125,16 @@ fn helper_main() -> i32 {
         Ok(ForkResult::Child) => match &request {
             Request::Run {
                 spec, mapped_uids, ..
-            } => init::run_init(&mut ctl, spec, isolation, ns, mapped_uids),
+            } => init::run_init(
+                &mut ctl,
+                init::InitRequest {
+                    spec,
+                    isolation,
+                    ns,
+                    mapped: mapped_uids,
+                    staged,
+                },
+            ),
             Request::Probe { .. } => init::run_probe(&mut ctl, isolation, ns),
         },
         Ok(ForkResult::Parent { child }) => child,
@@ -173,6 +206,23 @@ fn errno_text(call: &str, e: nix::errno::Errno) -> SetupError {
     SetupError(format!("{call}: {}{hint}", e.desc()))
 }
 
+/// Takes the credentials of the new namespace's root. Unsharing a user namespace keeps the
+/// host ids, which a shifted map (real root's) does not contain: until this call the helper
+/// would create files as the overflow id.
+fn become_namespace_root() -> Result<(), SetupError> {
+    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+    if !read_setgroups_denied() {
+        setgroups(&[]).map_err(|e| errno_text("setgroups([])", e))?;
+    }
+    let (u, g) = (Uid::from_raw(0), Gid::from_raw(0));
+    setresgid(g, g, g).map_err(|e| errno_text("setresgid(0)", e))?;
+    setresuid(u, u, u).map_err(|e| errno_text("setresuid(0)", e))
+}
+
+fn read_setgroups_denied() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.starts_with("deny"))
+}
+
 fn enter_namespaces(
     ctl: &mut Ctl,
     reader: &mut BufReader<File>,
@@ -199,6 +249,7 @@ fn enter_namespaces(
                 Ok(Some(ToHelper::IdMapFailed(m))) => return Err(SetupError(m)),
                 other => return Err(SetupError(format!("waiting for the id maps: {other:?}"))),
             }
+            become_namespace_root()?;
             unshare(rest).map_err(|e| errno_text("unshare(mount, pid, uts, ipc namespaces)", e))?;
             Ok(Namespaces {
                 mount: true,

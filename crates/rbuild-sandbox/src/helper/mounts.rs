@@ -1,5 +1,6 @@
 //! `RUN --mount` targets and the read-only `/etc` files, mounted while the host tree is still
-//! attached (sources are read through it).
+//! attached. Their sources are found through [`Sources`]: the attached host tree, or the
+//! staging directory that a privileged helper prepared (see `super::stage`).
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -16,20 +17,66 @@ fn io_ctx<T>(what: impl FnOnce() -> String, r: std::io::Result<T>) -> Result<T, 
     r.map_err(|e| SetupError(format!("{}: {e}", what())))
 }
 
+/// Where the init finds the host side of the step's mounts.
+pub(crate) enum Sources {
+    /// Through the host tree attached at this path (the helper entered the step's user
+    /// namespace before anything was mounted; host paths are reachable as they are).
+    HostTree {
+        /// Where the host's `/` is attached.
+        host_root: PathBuf,
+        /// The caller's scratch dir (host path).
+        scratch: PathBuf,
+    },
+    /// Prepared by the privileged helper in a staging directory that the init holds open
+    /// (the step's root cannot walk the host's paths): `m/<i>` for `RUN --mount` number `i`,
+    /// `e/<name>` for the `/etc` files.
+    Staged(std::os::fd::OwnedFd),
+}
+
+impl Sources {
+    fn staged(fd: &std::os::fd::OwnedFd, rel: &str) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}/{rel}", fd.as_raw_fd()))
+    }
+
+    /// The host side of `RUN --mount` number `index`, whose host path is `source`.
+    fn mount_source(&self, index: usize, source: &Path) -> PathBuf {
+        match self {
+            Sources::HostTree { host_root, .. } => on_host(host_root, source),
+            Sources::Staged(fd) => Self::staged(fd, &format!("m/{index}")),
+        }
+    }
+
+    /// The host side of the `/etc` file `name` (`hosts`, `resolv.conf`, `hostname`).
+    fn etc_source(&self, name: &str, source: &Path) -> PathBuf {
+        match self {
+            Sources::HostTree { host_root, .. } => on_host(host_root, source),
+            Sources::Staged(fd) => Self::staged(fd, &format!("e/{name}")),
+        }
+    }
+
+    /// A new directory name for the private tmpfs.
+    fn private_dir(&self) -> PathBuf {
+        let name = format!("private-{}", super::rootfs::unique_suffix());
+        match self {
+            Sources::HostTree { host_root, scratch } => on_host(host_root, &scratch.join(name)),
+            Sources::Staged(fd) => Self::staged(fd, &name),
+        }
+    }
+}
+
 /// A tmpfs private to the step's mount namespace, holding secrets and the throwaway upper
-/// dirs of `rw` binds: nothing there ever reaches the step's upper dir or the host.
+/// dirs of `rw` binds: nothing there ever reaches the step's upper dir, a disk or the host,
+/// and it is gone when the step's last process is (even after `kill -9` of the builder).
 pub(crate) struct PrivateTmp {
     dir: PathBuf,
     next: usize,
 }
 
 impl PrivateTmp {
-    /// Mounts it at `<scratch>/private` (reached through the host tree).
-    pub(crate) fn mount(host_root: &Path, scratch: &Path) -> Result<PrivateTmp, SetupError> {
-        let dir = on_host(
-            host_root,
-            &scratch.join(format!("private-{}", super::rootfs::unique_suffix())),
-        );
+    /// Mounts it in a fresh directory of the scratch or staging dir.
+    pub(crate) fn mount(sources: &Sources) -> Result<PrivateTmp, SetupError> {
+        let dir = sources.private_dir();
         io_ctx(
             || format!("creating {dir:?}"),
             std::fs::create_dir_all(&dir),
@@ -54,32 +101,30 @@ impl PrivateTmp {
 /// Binds the given host files read-only over `/etc/hosts`, `/etc/resolv.conf`,
 /// `/etc/hostname`.
 pub(crate) fn bind_etc_files(
-    host_root: &Path,
+    sources: &Sources,
     etc: &EtcFiles,
     stubs: &mut Stubs,
 ) -> Result<(), SetupError> {
-    for (source, target) in [
-        (&etc.hosts, "/etc/hosts"),
-        (&etc.resolv_conf, "/etc/resolv.conf"),
-        (&etc.hostname, "/etc/hostname"),
-    ] {
+    for (name, source) in etc.named() {
         if let Some(source) = source {
-            let target = Path::new(target);
+            let target = PathBuf::from(format!("/etc/{name}"));
+            let target = target.as_path();
             io_ctx(
                 || format!("creating the mount point {target:?}"),
                 stubs.file(target),
             )?;
-            bind(&on_host(host_root, source), target, false, false)?;
+            bind(&sources.etc_source(name, source), target, false, false)?;
         }
     }
     Ok(())
 }
 
-/// Mounts one `RUN --mount`. `userns` selects overlay's `userxattr` for `rw` binds.
+/// Mounts `RUN --mount` number `index`. `userns` selects overlay's `userxattr` for `rw`
+/// binds.
 pub(crate) fn apply_mount(
-    host_root: &Path,
+    sources: &Sources,
     private: &mut PrivateTmp,
-    m: &Mount,
+    (index, m): (usize, &Mount),
     stubs: &mut Stubs,
     userns: bool,
 ) -> Result<(), SetupError> {
@@ -115,7 +160,7 @@ pub(crate) fn apply_mount(
             gid,
             mode,
         } => {
-            let src = on_host(host_root, source);
+            let src = sources.mount_source(index, source);
             nix::unistd::chown(&src, Some((*uid).into()), Some((*gid).into())).map_err(|e| {
                 SetupError(format!(
                     "chown {uid}:{gid} of cache dir {source:?}: {}",
@@ -130,15 +175,11 @@ pub(crate) fn apply_mount(
             bind(&src, target, true, false)?;
         }
         MountKind::Secret {
-            source,
+            content,
             uid,
             gid,
             mode,
         } => {
-            let content = io_ctx(
-                || format!("reading secret {source:?}"),
-                std::fs::read(on_host(host_root, source)),
-            )?;
             let copy = private.fresh("secret");
             let mut f = io_ctx(
                 || "creating the secret copy".into(),
@@ -148,7 +189,7 @@ pub(crate) fn apply_mount(
                     .mode(0o600)
                     .open(&copy),
             )?;
-            io_ctx(|| "writing the secret copy".into(), f.write_all(&content))?;
+            io_ctx(|| "writing the secret copy".into(), f.write_all(&content.0))?;
             drop(f);
             nix::unistd::chown(&copy, Some((*uid).into()), Some((*gid).into())).map_err(|e| {
                 SetupError(format!(
@@ -164,7 +205,7 @@ pub(crate) fn apply_mount(
             bind(&copy, target, false, false)?;
         }
         MountKind::Bind { source, readwrite } => {
-            let src = on_host(host_root, source);
+            let src = sources.mount_source(index, source);
             let is_dir = io_ctx(
                 || format!("bind source {source:?}"),
                 std::fs::metadata(&src),
@@ -209,7 +250,7 @@ pub(crate) fn apply_mount(
                 Some("overlay"),
                 target,
                 Some("overlay"),
-                MsFlags::empty(),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 Some(opts.as_str()),
             )
             .map_err(|e| {

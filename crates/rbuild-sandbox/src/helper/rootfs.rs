@@ -130,19 +130,11 @@ pub(crate) fn bind_rootfs(scratch: &Path, dir: &Path) -> Result<PathBuf, SetupEr
     Ok(root)
 }
 
-/// How the step's root becomes `/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EnterRoot {
-    /// `pivot_root` (userns mode).
-    Pivot,
-    /// `chroot` after binding the host's `/` inside (chroot mode with a mount namespace).
-    Chroot,
-}
-
-/// Makes `root` the root directory. The host's tree stays reachable under the returned
-/// directory (a random name, so an image cannot plant a symlink there) until
-/// [`detach_host`] is called.
-pub(crate) fn enter_root(root: &Path, how: EnterRoot) -> Result<PathBuf, SetupError> {
+/// Makes `root` (a mount point) the root directory with `pivot_root`, in every mode: the
+/// host's tree stays reachable under the returned directory (a random name, so an image
+/// cannot plant a symlink there) until [`detach_host`] is called, after which there is no
+/// way back to it (unlike `chroot`, which a second `chroot` escapes).
+pub(crate) fn enter_root(root: &Path) -> Result<PathBuf, SetupError> {
     let name = format!(".rbuild-host-{}", unique_suffix());
     let inside = root.join(&name);
     io_ctx(
@@ -153,27 +145,10 @@ pub(crate) fn enter_root(root: &Path, how: EnterRoot) -> Result<PathBuf, SetupEr
         || format!("chdir {root:?}"),
         std::env::set_current_dir(root),
     )?;
-    match how {
-        EnterRoot::Pivot => {
-            ctx(
-                || "pivot_root".into(),
-                nix::unistd::pivot_root(".", name.as_str()),
-            )?;
-        }
-        EnterRoot::Chroot => {
-            ctx(
-                || "binding the host root".into(),
-                mount(
-                    Some("/"),
-                    name.as_str(),
-                    NONE,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    NONE,
-                ),
-            )?;
-            ctx(|| format!("chroot {root:?}"), nix::unistd::chroot("."))?;
-        }
-    }
+    ctx(
+        || "pivot_root".into(),
+        nix::unistd::pivot_root(".", name.as_str()),
+    )?;
     io_ctx(|| "chdir /".into(), std::env::set_current_dir("/"))?;
     Ok(PathBuf::from("/").join(name))
 }
@@ -216,13 +191,45 @@ fn kept_flags(path: &Path) -> MsFlags {
     out
 }
 
-/// Binds `source` on `target`, read-only unless `writable`.
+/// Sets `attrs` on the mount at `target` (and below it with `recursive`) through
+/// `mount_setattr`, or a bind remount where the kernel predates it (only the top mount then).
+fn restrict(target: &Path, attrs: u64, recursive: bool) -> Result<(), SetupError> {
+    use super::sys;
+    if recursive || attrs != 0 {
+        match sys::set_attrs_recursive(target, attrs) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => {
+                return Err(SetupError(format!("restricting the mount on {target:?}: {e}")))
+            }
+            Err(_) => {}
+        }
+    }
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | kept_flags(target);
+    for (a, f) in [
+        (sys::MOUNT_ATTR_RDONLY, MsFlags::MS_RDONLY),
+        (sys::MOUNT_ATTR_NOSUID, MsFlags::MS_NOSUID),
+        (sys::MOUNT_ATTR_NODEV, MsFlags::MS_NODEV),
+        (sys::MOUNT_ATTR_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if attrs & a != 0 {
+            flags |= f;
+        }
+    }
+    ctx(
+        || format!("restricting the mount on {target:?}"),
+        mount(NONE, target, NONE, flags, NONE),
+    )
+}
+
+/// Binds `source` on `target`, read-only unless `writable`, always `nosuid,nodev`: nothing a
+/// step finds or leaves in a bound directory can raise privileges or open a device.
 pub(crate) fn bind(
     source: &Path,
     target: &Path,
     writable: bool,
     recursive: bool,
 ) -> Result<(), SetupError> {
+    use super::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
     let rec = if recursive {
         MsFlags::MS_REC
     } else {
@@ -232,61 +239,145 @@ pub(crate) fn bind(
         || format!("binding {source:?} on {target:?}"),
         mount(Some(source), target, NONE, MsFlags::MS_BIND | rec, NONE),
     )?;
-    if !writable {
-        let flags =
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept_flags(target);
+    let ro = if writable { 0 } else { MOUNT_ATTR_RDONLY };
+    restrict(target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | ro, recursive)
+}
+
+/// Binds one of the host's harmless device nodes (`/dev/null`…) on `target`: `nosuid,noexec`.
+fn bind_device(source: &Path, target: &Path) -> Result<(), SetupError> {
+    use super::sys::{MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID};
+    ctx(
+        || format!("binding {source:?} on {target:?}"),
+        mount(Some(source), target, NONE, MsFlags::MS_BIND, NONE),
+    )?;
+    restrict(target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false)
+}
+
+/// Files of `/proc` hidden behind `/dev/null`, and directories behind an empty read-only
+/// tmpfs, as runc's default spec masks them (`libcontainer/specconv`: `maskedPaths`).
+const PROC_MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+];
+
+/// Parts of `/proc` bound read-only on themselves (runc's `readonlyPaths`).
+const PROC_READ_ONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Hides or freezes what a container must not reach in a fresh `/proc`.
+fn mask_proc() -> Result<(), SetupError> {
+    for p in PROC_MASKED.iter().map(Path::new) {
+        let Ok(md) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
+        if md.is_dir() {
+            ctx(
+                || format!("masking {p:?}"),
+                mount(
+                    Some("tmpfs"),
+                    p,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    Some("size=0,mode=555"),
+                ),
+            )?;
+        } else {
+            bind_device(Path::new("/dev/null"), p)?;
+        }
+    }
+    for p in PROC_READ_ONLY.iter().map(Path::new) {
+        if std::fs::symlink_metadata(p).is_ok() {
+            bind(p, p, false, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// Mounts a fresh `/proc` (masked as runc does: [`PROC_MASKED`], [`PROC_READ_ONLY`]). When the
+/// kernel refuses one (a masked `/proc` in a pod), the host's is bound instead if
+/// `host_fallback` allows it (user namespace mode: the step cannot use what it sees there),
+/// else there is no `/proc`. Returns whether the mount is fresh. Call after `/dev` exists.
+pub(crate) fn mount_proc(
+    host_root: Option<&Path>,
+    stubs: &mut Stubs,
+    host_fallback: bool,
+) -> Result<bool, SetupError> {
+    let target = Path::new("/proc");
+    io_ctx(|| "creating /proc".into(), stubs.dir(target))?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    match mount(Some("proc"), target, Some("proc"), flags, NONE) {
+        Ok(()) => {
+            mask_proc()?;
+            Ok(true)
+        }
+        Err(fresh) => match host_root {
+            Some(host_root) if host_fallback => {
+                bind(&on_host(host_root, Path::new("/proc")), target, true, true)?;
+                Ok(false)
+            }
+            Some(_) => Ok(false),
+            None => Err(SetupError(format!("mounting /proc: {}", fresh.desc()))),
+        },
+    }
+}
+
+/// `/sys`, read-only all the way down: a fresh sysfs when the kernel allows it (own network
+/// namespace; no cgroup or other submounts), else the host's bound recursively and made
+/// read-only, submounts included (cgroupfs among them), with `/sys/firmware` masked.
+pub(crate) fn mount_sys(host_root: &Path, stubs: &mut Stubs) -> Result<(), SetupError> {
+    use super::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+    let target = Path::new("/sys");
+    io_ctx(|| "creating /sys".into(), stubs.dir(target))?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
+    if mount(Some("sysfs"), target, Some("sysfs"), flags, NONE).is_err() {
         ctx(
-            || format!("making {target:?} read-only"),
-            mount(NONE, target, NONE, flags, NONE),
+            || "binding the host's /sys".into(),
+            mount(
+                Some(&on_host(host_root, target)),
+                target,
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                NONE,
+            ),
+        )?;
+        restrict(
+            target,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            true,
+        )?;
+    }
+    let firmware = Path::new("/sys/firmware");
+    if firmware.is_dir() {
+        ctx(
+            || "masking /sys/firmware".into(),
+            mount(
+                Some("tmpfs"),
+                firmware,
+                Some("tmpfs"),
+                flags,
+                Some("size=0,mode=555"),
+            ),
         )?;
     }
     Ok(())
 }
 
-/// Mounts a fresh `/proc`, or binds the host's when the kernel refuses (masked `/proc`).
-/// Returns whether the mount is fresh.
-pub(crate) fn mount_proc(host_root: Option<&Path>, stubs: &mut Stubs) -> Result<bool, SetupError> {
-    let target = Path::new("/proc");
-    io_ctx(|| "creating /proc".into(), stubs.dir(target))?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    match mount(Some("proc"), target, Some("proc"), flags, NONE) {
-        Ok(()) => Ok(true),
-        Err(fresh) => {
-            let Some(host_root) = host_root else {
-                return Err(SetupError(format!("mounting /proc: {}", fresh.desc())));
-            };
-            bind(&on_host(host_root, Path::new("/proc")), target, true, true)?;
-            Ok(false)
-        }
-    }
-}
-
-/// `/sys`: a fresh read-only sysfs when the kernel allows it (own network namespace), else
-/// the host's bound recursively (read-only where possible).
-pub(crate) fn mount_sys(host_root: &Path, stubs: &mut Stubs) -> Result<(), SetupError> {
-    let target = Path::new("/sys");
-    io_ctx(|| "creating /sys".into(), stubs.dir(target))?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
-    if mount(Some("sysfs"), target, Some("sysfs"), flags, NONE).is_ok() {
-        return Ok(());
-    }
-    ctx(
-        || "binding the host's /sys".into(),
-        mount(
-            Some(&on_host(host_root, target)),
-            target,
-            NONE,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            NONE,
-        ),
-    )?;
-    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept_flags(target);
-    let _ = mount(NONE, target, NONE, ro, NONE);
-    Ok(())
-}
-
-/// A minimal `/dev`: a tmpfs with the host's null, zero, full, random, urandom and tty bound
-/// in, a private `devpts` instance, a `shm` tmpfs and the usual symlinks.
+/// A minimal `/dev`: a tmpfs with the host's null, zero, full, random and urandom bound in, a
+/// private `devpts` instance, a `shm` tmpfs and the usual symlinks. No `/dev/tty`: the step
+/// has no terminal (its session is its own), and never the host's.
 pub(crate) fn mount_dev(
     host_root: &Path,
     stubs: &mut Stubs,
@@ -300,17 +391,17 @@ pub(crate) fn mount_dev(
             Some("tmpfs"),
             dev,
             Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
             Some("mode=755,size=65536k"),
         ),
     )?;
-    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+    for node in ["null", "zero", "full", "random", "urandom"] {
         let target = dev.join(node);
         io_ctx(
             || format!("creating {target:?}"),
             std::fs::File::create(&target),
         )?;
-        bind(&on_host(host_root, &target), &target, true, false)?;
+        bind_device(&on_host(host_root, &target), &target)?;
     }
     let pts = dev.join("pts");
     io_ctx(|| "creating /dev/pts".into(), std::fs::create_dir(&pts))?;

@@ -58,16 +58,27 @@ fn cstrings(items: &[String], what: &str) -> Result<Vec<CString>, String> {
         .collect()
 }
 
+/// Everything the step's process needs to become the step.
+pub(crate) struct StepExec<'a> {
+    /// Program and arguments.
+    pub(crate) argv: &'a [String],
+    /// The spec's environment (defaults are added).
+    pub(crate) env: &'a [String],
+    /// Working directory.
+    pub(crate) cwd: &'a str,
+    /// The resolved `USER`.
+    pub(crate) user: &'a ResolvedUser,
+    /// `setgroups` may be called (not denied for the namespace).
+    pub(crate) setgroups_allowed: bool,
+    /// The capability bounding set to keep.
+    pub(crate) caps: &'a [u32],
+    /// Install the seccomp filter.
+    pub(crate) seccomp: bool,
+}
+
 /// Becomes the step: never returns. On failure reports through `ctl` and exits 127.
-pub(crate) fn exec_step(
-    ctl: &mut Ctl,
-    argv: &[String],
-    env: &[String],
-    cwd: &str,
-    user: &ResolvedUser,
-    setgroups_allowed: bool,
-) -> ! {
-    let err = match become_step(argv, env, cwd, user, setgroups_allowed) {
+pub(crate) fn exec_step(ctl: &mut Ctl, req: &StepExec<'_>) -> ! {
+    let err = match become_step(req) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -75,17 +86,16 @@ pub(crate) fn exec_step(
     sys::exit_now(127)
 }
 
-fn become_step(
-    argv: &[String],
-    env: &[String],
-    cwd: &str,
-    user: &ResolvedUser,
-    setgroups_allowed: bool,
-) -> Result<std::convert::Infallible, String> {
+fn become_step(req: &StepExec<'_>) -> Result<std::convert::Infallible, String> {
+    let user = req.user;
     sys::reset_signal_dispositions();
-    sys::limit_bounding_set(&sys::DEFAULT_CAPS)
+    // A keyring of its own: the builder's session keys are out of reach (and keyctl is
+    // filtered below anyway).
+    sys::join_new_session_keyring()
+        .map_err(|e| format!("joining a new session keyring: {e}"))?;
+    sys::limit_bounding_set(req.caps)
         .map_err(|e| format!("limiting capabilities to Docker's default set: {e}"))?;
-    if setgroups_allowed {
+    if req.setgroups_allowed {
         let groups: Vec<Gid> = user
             .additional_gids
             .iter()
@@ -94,18 +104,23 @@ fn become_step(
         nix::unistd::setgroups(&groups)
             .map_err(|e| format!("setgroups {:?}: {}", user.additional_gids, e.desc()))?;
     }
+    // Installed while we still hold CAP_SYS_ADMIN in our namespace (so without
+    // no_new_privs, which would break setuid programs inside the step).
+    if req.seccomp {
+        super::seccomp::install()?;
+    }
     let (uid, gid) = (Uid::from_raw(user.uid), Gid::from_raw(user.gid));
     nix::unistd::setresgid(gid, gid, gid)
         .map_err(|e| format!("setgid {}: {}", user.gid, e.desc()))?;
     nix::unistd::setresuid(uid, uid, uid)
         .map_err(|e| format!("setuid {}: {}", user.uid, e.desc()))?;
-    nix::unistd::chdir(cwd).map_err(|e| format!("chdir {cwd:?}: {}", e.desc()))?;
-    let env = step_env(env, &user.home);
-    let program = lookup(&argv[0], &env)
-        .ok_or_else(|| format!("exec: {:?}: executable file not found in $PATH", argv[0]))?;
+    nix::unistd::chdir(req.cwd).map_err(|e| format!("chdir {:?}: {}", req.cwd, e.desc()))?;
+    let env = step_env(req.env, &user.home);
+    let program = lookup(&req.argv[0], &env)
+        .ok_or_else(|| format!("exec: {:?}: executable file not found in $PATH", req.argv[0]))?;
     let c_program = CString::new(program.as_bytes())
         .map_err(|_| format!("program {program:?} contains a NUL byte"))?;
-    let c_argv = cstrings(argv, "argument")?;
+    let c_argv = cstrings(req.argv, "argument")?;
     let c_env = cstrings(&env, "environment entry")?;
     match nix::unistd::execve(&c_program, &c_argv, &c_env) {
         Ok(never) => match never {},

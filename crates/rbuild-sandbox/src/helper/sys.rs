@@ -128,3 +128,198 @@ pub(crate) fn limit_bounding_set(keep: &[u32]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Capabilities kept in chroot mode: Docker's default set less `SYS_CHROOT` (a second chroot
+/// is how a chroot is escaped) and `MKNOD` (a device node of the host's disk): without a user
+/// namespace the step's root is the host's.
+pub(crate) const CHROOT_CAPS: [u32; 12] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31];
+
+/// Leaves the builder's session and controlling terminal: nothing the step does can reach the
+/// terminal rbuild was started from (`TIOCSTI`, `/dev/tty`).
+pub(crate) fn new_session() -> std::io::Result<()> {
+    nix::unistd::setsid()
+        .map(drop)
+        .map_err(std::io::Error::from)
+}
+
+/// Joins a new anonymous session keyring, so that the step cannot reach the keys of the
+/// builder's session (`KEYCTL_JOIN_SESSION_KEYRING` with no name).
+pub(crate) fn join_new_session_keyring() -> std::io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING, NULL) takes a null name pointer, which the kernel
+    // reads as "a new anonymous keyring"; no memory of ours is written.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `MOUNT_ATTR_RDONLY`.
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// `MOUNT_ATTR_NOSUID`.
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+/// `MOUNT_ATTR_NODEV`.
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+/// `MOUNT_ATTR_NOEXEC`.
+pub(crate) const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+fn c_path(path: &std::path::Path) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::other(format!("{path:?} contains a NUL byte")))
+}
+
+/// `open_tree(OPEN_TREE_CLONE)`: a detached copy of the mount at `path` (just that mount, or
+/// the whole tree below it with `recursive`), as a descriptor.
+pub(crate) fn clone_tree(
+    path: &std::path::Path,
+    recursive: bool,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let c = c_path(path)?;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; the syscall returns a new
+    // descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is the fresh descriptor just returned, owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw as i32) })
+}
+
+fn setattr(
+    dirfd: libc::c_int,
+    path: &std::ffi::CStr,
+    flags: libc::c_uint,
+    attr: &MountAttr,
+) -> std::io::Result<()> {
+    // SAFETY: `path` is NUL-terminated and `attr` is a valid `mount_attr` of the size given;
+    // both outlive the call and the kernel only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            path.as_ptr(),
+            flags,
+            attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the detached mount `tree` an idmapped mount: ids on disk are shown (and written)
+/// through the id map of the user namespace `userns`.
+pub(crate) fn idmap_tree(
+    tree: &std::os::fd::OwnedFd,
+    userns: &std::os::fd::OwnedFd,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    setattr(
+        tree.as_raw_fd(),
+        c"",
+        libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+        &attr,
+    )
+}
+
+/// Sets `attrs` (`MOUNT_ATTR_*`) on the mount at `path` and every mount below it: how `/sys`
+/// becomes read-only all the way down (submounts included).
+pub(crate) fn set_attrs_recursive(path: &std::path::Path, attrs: u64) -> std::io::Result<()> {
+    let c = c_path(path)?;
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    setattr(libc::AT_FDCWD, &c, AT_RECURSIVE, &attr)
+}
+
+/// Attaches the detached mount `tree` on `target`.
+pub(crate) fn attach_tree(
+    tree: &std::os::fd::OwnedFd,
+    target: &std::path::Path,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let c = c_path(target)?;
+    // SAFETY: `c` is NUL-terminated and outlives the call; the empty source path is a static
+    // C string; the kernel reads both.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Installs a compiled seccomp filter on the calling thread (inherited by `execve` and
+/// children). Unlike `seccompiler::apply_filter` it does not set `no_new_privs`, so setuid
+/// programs inside the step keep working as under Docker's default profile; the caller holds
+/// `CAP_SYS_ADMIN` in its user namespace, which the kernel requires instead.
+pub(crate) fn install_seccomp(program: &[seccompiler::sock_filter]) -> std::io::Result<()> {
+    #[repr(C)]
+    struct SockFprog {
+        len: libc::c_ushort,
+        filter: *const seccompiler::sock_filter,
+    }
+    let prog = SockFprog {
+        len: libc::c_ushort::try_from(program.len())
+            .map_err(|_| std::io::Error::other("seccomp program too long"))?,
+        filter: program.as_ptr(),
+    };
+    // SAFETY: `prog` points at `program`, a valid array of `len` BPF instructions with the
+    // kernel's `sock_filter` layout (seccompiler's type is `repr(C)` with the same fields);
+    // both outlive the call, and the kernel copies the program.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const SockFprog,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
