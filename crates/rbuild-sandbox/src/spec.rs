@@ -93,6 +93,11 @@ pub enum MountKind {
         gid: u32,
         /// Permission bits of the cache root.
         mode: u32,
+        /// The cache dir was just created (and perhaps seeded from a stage, with the
+        /// container's ids on disk): where the step's ids are a shifted range, the sandbox
+        /// moves its whole tree into that range first.
+        #[serde(default)]
+        fresh: bool,
     },
     /// A secret file: written by the sandbox into a tmpfs private to the step's mount namespace
     /// with `mode`, `uid`, `gid` and bound read-only; it never touches a disk, and is gone

@@ -321,6 +321,7 @@ fn every_mount_type_and_none_of_them_in_the_upper_dir() {
                 uid: 1000,
                 gid: 50,
                 mode: 0o750,
+                fresh: true,
             },
         ),
         m(

@@ -75,11 +75,12 @@ impl StepRunner for SandboxRunner {
         let (root, changes) = if overlay {
             let changes = rbuild_layer::changes_from_overlay_upper(&upper)
                 .map_err(|e| failed("changes", &e))?;
-            // Compared with the lower before owners are mapped: both still carry host ids.
-            let changes = drop_unchanged_overlay_dirs(&changes, &upper, request.rootfs)
-                .map_err(|e| failed("changes", &e))?;
+            // The upper dir holds the step's host ids (a shifted range for real root), the
+            // lower the container's: map first, then compare.
             map_owners_to_container(&upper, &self.sandbox)
                 .map_err(|e| failed("owners of the upper dir", &e))?;
+            let changes = drop_unchanged_overlay_dirs(&changes, &upper, request.rootfs)
+                .map_err(|e| failed("changes", &e))?;
             (upper, changes)
         } else {
             let after =

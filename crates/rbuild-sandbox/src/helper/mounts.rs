@@ -159,6 +159,7 @@ pub(crate) fn apply_mount(
             uid,
             gid,
             mode,
+            ..
         } => {
             let src = sources.mount_source(index, source);
             nix::unistd::chown(&src, Some((*uid).into()), Some((*gid).into())).map_err(|e| {

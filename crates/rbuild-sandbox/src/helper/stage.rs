@@ -132,6 +132,31 @@ fn attach_idmapped(
     io_ctx(what, sys::attach_tree(&tree, target))
 }
 
+/// Moves every entry below `dir` (not following symlinks, not crossing into other
+/// filesystems) from the container's ids to the step's host ids; ids outside the range
+/// become the range's root.
+fn shift_tree(dir: &Path, map: &IdMap) -> Result<(), SetupError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = io_ctx(|| format!("reading {d:?}"), std::fs::read_dir(&d))?;
+        for entry in entries {
+            let path = io_ctx(|| format!("reading {d:?}"), entry)?.path();
+            let md = io_ctx(|| format!("{path:?}"), std::fs::symlink_metadata(&path))?;
+            let uid = map.uid_to_host(md.uid()).or(map.uid_to_host(0));
+            let gid = map.gid_to_host(md.gid()).or(map.gid_to_host(0));
+            io_ctx(
+                || format!("chown of {path:?}"),
+                std::os::unix::fs::lchown(&path, uid, gid),
+            )?;
+            if md.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Prepares the staging directory for `spec` (see the module doc) in a new private mount
 /// namespace, and makes it the working directory.
 pub(crate) fn stage(spec: &RunSpec, map: &IdMap) -> Result<(), SetupError> {
@@ -193,10 +218,17 @@ pub(crate) fn stage(spec: &RunSpec, map: &IdMap) -> Result<(), SetupError> {
                 attach_idmapped(source.as_path(), &target, &userns, &owner)?;
             }
             MountKind::Cache {
-                source, uid, gid, ..
+                source,
+                uid,
+                gid,
+                fresh,
+                ..
             } => {
                 // The step owns its cache through the range; a setuid file it leaves there
                 // belongs to an unprivileged id on the host.
+                if *fresh {
+                    shift_tree(source, map)?;
+                }
                 Owner::of(map, *uid, *gid)?.give(source.as_path())?;
                 owner.mkdir(&target)?;
                 mount(

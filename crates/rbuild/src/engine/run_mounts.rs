@@ -16,13 +16,11 @@ use super::tree_copy::copy_tree;
 use super::{Env, StageResult};
 use crate::copy::staging::resolve_in_root;
 use crate::error::BuildError;
-use crate::secrets::SecretSource;
 use rbuild_dockerfile::{Mount, MountType, RunInstruction};
 use rbuild_plan::{Step, StepInput};
 use rbuild_sandbox::{Mount as SandboxMount, MountKind};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
 use std::path::{Path, PathBuf};
 
 /// The sandbox mounts of one RUN step and what must stay alive while it runs.
@@ -40,7 +38,8 @@ pub(super) struct PreparedMounts {
 
 impl Env<'_> {
     /// Prepares every `--mount` of `run`; `scratch` is the step's scratch dir (removed after
-    /// the step), where secrets given as bytes are written with mode 0600.
+    /// the step), where filtered context copies for bind mounts are made. Secrets never go
+    /// there: their bytes are handed to the sandbox.
     pub(super) fn prepare_mounts(
         &self,
         step: &Step,
@@ -94,6 +93,7 @@ impl Env<'_> {
                             uid: mount.uid.unwrap_or(0),
                             gid: mount.gid.unwrap_or(0),
                             mode: mount.mode.unwrap_or(0o755),
+                            fresh: cache.fresh,
                         },
                     });
                     prepared._caches.push(cache);
@@ -115,7 +115,7 @@ impl Env<'_> {
                     });
                 }
                 MountType::Secret => {
-                    self.secret_mount(mount, target, &mut prepared, scratch, i)
+                    self.secret_mount(mount, target, &mut prepared)
                         .map_err(fail)?;
                 }
             }
@@ -128,8 +128,6 @@ impl Env<'_> {
         mount: &Mount,
         target: Option<String>,
         prepared: &mut PreparedMounts,
-        scratch: &Path,
-        index: usize,
     ) -> Result<(), String> {
         let id = [&mount.id, &mount.source]
             .into_iter()
@@ -168,22 +166,12 @@ impl Env<'_> {
             (None, Some(env)) if !env.is_empty() => return Ok(()),
             (None, _) => format!("/run/secrets/{id}"),
         };
-        let file = match source {
-            SecretSource::File(path) => std::fs::canonicalize(path)
-                .map_err(|e| format!("secret {id:?}: cannot read {}: {e}", path.display()))?,
-            SecretSource::Env(_) | SecretSource::Bytes(_) => {
-                write_secret_file(scratch, index, &bytes).map_err(|e| {
-                    format!(
-                        "secret {id:?}: cannot write its file in {}: {e}",
-                        scratch.display()
-                    )
-                })?
-            }
-        };
         prepared.mounts.push(SandboxMount {
             target,
             kind: MountKind::Secret {
-                source: file,
+                // The bytes travel to the sandbox over its control socket and are written
+                // only into the step's private tmpfs: never to a disk.
+                content: rbuild_sandbox::SecretBytes(bytes),
                 uid: mount.uid.unwrap_or(0),
                 gid: mount.gid.unwrap_or(0),
                 mode: mount.mode.unwrap_or(0o400),
@@ -313,22 +301,6 @@ impl Env<'_> {
 /// (the WORKDIR rule).
 fn absolute_target(workdir: &str, target: &str) -> String {
     rbuild_plan::normalize_workdir(workdir, target)
-}
-
-fn write_secret_file(scratch: &Path, index: usize, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let dir = scratch.join("secrets");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
-    let path = dir.join(format!("secret-{index}"));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    file.write_all(bytes)?;
-    Ok(path)
 }
 
 #[cfg(test)]
