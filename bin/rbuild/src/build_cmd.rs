@@ -94,6 +94,7 @@ fn build(args: &BuildArgs) -> Result<()> {
         docker_archive_path: args.tar_path.clone(),
         digest_file: args.digest_file.clone(),
         single_snapshot: args.single_snapshot,
+        allow_security_insecure: args.allow.iter().any(|a| a == "security.insecure"),
         secrets: parse_secrets(&args.secrets)?,
         destinations: if args.no_push {
             Vec::new()

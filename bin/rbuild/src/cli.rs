@@ -179,9 +179,15 @@ pub struct BuildArgs {
     /// The content store (pulled bases, built layers, the step cache).
     #[arg(long = "cache-dir", env = "RBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// How RUN is isolated: `auto` detects the best available.
+    /// How RUN is isolated: `auto` (the default) uses user namespaces and stops with an
+    /// explanation where they are unavailable; `chroot` runs steps as the builder's root,
+    /// not isolated from it (Kaniko's level), for trusted Dockerfiles only.
     #[arg(long, value_enum, default_value = "auto")]
     pub isolation: IsolationArg,
+    /// Entitlements, as BuildKit's `--allow`: `security.insecure` lets
+    /// `RUN --security=insecure` run without the seccomp filter.
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_parser = ["security.insecure"])]
+    pub allow: Vec<String>,
     /// One layer for the whole final stage.
     #[arg(long = "single-snapshot", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub single_snapshot: bool,

@@ -104,6 +104,17 @@ impl Progress {
     fn event(&self, event: &BuildEvent) {
         let mut step = self.step.lock().unwrap_or_else(|e| e.into_inner());
         match event {
+            BuildEvent::Isolation { description } => {
+                if self.json() {
+                    let mode = description.split(':').next().unwrap_or_default();
+                    self.line(
+                        &json!({"event": "isolation", "mode": mode, "description": description})
+                            .to_string(),
+                    );
+                } else {
+                    self.line(&format!("isolation {description}"));
+                }
+            }
             BuildEvent::StageStarted { stage, name } => {
                 let name = name.clone().unwrap_or_else(|| format!("stage-{stage}"));
                 if self.json() {

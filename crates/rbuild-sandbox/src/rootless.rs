@@ -15,6 +15,8 @@ use crate::SandboxError;
 
 /// Set in the re-executed child: the number of its end of the handshake socket.
 const CHILD_FD_VAR: &str = "RBUILD_SANDBOX_USERNS_FD";
+/// Set in the re-executed child: the pid of the process that waits for it.
+const PARENT_PID_VAR: &str = "RBUILD_SANDBOX_USERNS_PARENT";
 
 /// How the current process stands after [`enter_rootless_userns`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,15 @@ fn err(what: &str, e: impl std::fmt::Display) -> SandboxError {
 pub fn enter_rootless_userns() -> Result<RootlessUserns, SandboxError> {
     if let Some(fd) = std::env::var_os(CHILD_FD_VAR) {
         std::env::remove_var(CHILD_FD_VAR);
+        // The build dies with the process that was started (kill -9 of rbuild included), and
+        // its steps with it.
+        let parent = std::env::var_os(PARENT_PID_VAR).and_then(|p| p.to_str()?.parse::<i32>().ok());
+        std::env::remove_var(PARENT_PID_VAR);
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(|e| err("prctl(PR_SET_PDEATHSIG)", e.desc()))?;
+        if parent != Some(nix::unistd::getppid().as_raw()) {
+            return Err(err("the starting process", "is gone"));
+        }
         let fd: i32 = fd
             .to_str()
             .and_then(|s| s.parse().ok())
@@ -80,6 +91,7 @@ fn run_mapped_child(plan: &IdMapPlan) -> Result<i32, SandboxError> {
     let mut child = Command::new("/proc/self/exe")
         .args(std::env::args_os().skip(1))
         .env(CHILD_FD_VAR, theirs.as_raw_fd().to_string())
+        .env(PARENT_PID_VAR, std::process::id().to_string())
         .spawn()
         .map_err(|e| err("re-executing ourselves", e))?;
     drop(theirs);

@@ -266,6 +266,9 @@ mod tests {
         });
         let j = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<RunSpec>(&j).unwrap(), s);
-        assert!(!format!("{s:?}").contains("hunter2"), "Debug shows no secret");
+        assert!(
+            !format!("{s:?}").contains("hunter2"),
+            "Debug shows no secret"
+        );
     }
 }

@@ -76,6 +76,10 @@ pub struct BuildRequest {
     pub single_snapshot: bool,
     /// Ignore the step cache (layers are still recorded for later builds).
     pub no_cache: bool,
+    /// BuildKit's `security.insecure` entitlement (`--allow security.insecure`): lets
+    /// `RUN --security=insecure` steps run without the seccomp filter. Without it such a step
+    /// is refused. (It grants no capability beyond Docker's default set.)
+    pub allow_security_insecure: bool,
     /// Checked between steps.
     pub cancel: CancelToken,
     /// Where to push the result (`--destination`), when the builder has a
@@ -129,6 +133,7 @@ impl Default for BuildRequest {
             digest_file: None,
             single_snapshot: false,
             no_cache: false,
+            allow_security_insecure: false,
             cancel: CancelToken::default(),
             destinations: Vec::new(),
             cache: false,
@@ -195,6 +200,13 @@ pub struct StepReport {
 /// Progress, in order, through the callback given to [`Builder::with_progress`](crate::Builder::with_progress).
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuildEvent {
+    /// How RUN steps are isolated (`userns: …` or `chroot: …`), before the first stage of a
+    /// build that has RUN steps.
+    Isolation {
+        /// One line, e.g. `userns: RUN steps run in user, mount, PID, UTS and IPC namespaces as
+        /// host ids 2130706432-2130771967`.
+        description: String,
+    },
     /// A stage starts.
     StageStarted {
         /// Its file index.

@@ -27,6 +27,8 @@ pub struct RunRequest<'a> {
     pub mounts: Vec<rbuild_sandbox::Mount>,
     /// The build's cancellation: a runner stops the step when it fires.
     pub cancel: crate::CancelToken,
+    /// Apply the sandbox's seccomp filter (off only for an allowed `RUN --security=insecure`).
+    pub seccomp: bool,
 }
 
 impl std::fmt::Debug for RunRequest<'_> {
@@ -45,6 +47,7 @@ impl std::fmt::Debug for RunRequest<'_> {
             .field("user", &self.user)
             .field("network_none", &self.network_none)
             .field("mounts", &self.mounts)
+            .field("seccomp", &self.seccomp)
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +71,13 @@ pub trait StepRunner: Send + Sync {
         request: &RunRequest<'_>,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<RunChanges, RunError>;
+
+    /// Gets ready before a build's first step (a sandbox probes its mode here, so that a host
+    /// where RUN cannot be isolated fails before anything is built) and says in one line how
+    /// steps are isolated, or `None` when there is nothing to say.
+    fn ready(&self) -> Result<Option<String>, RunError> {
+        Ok(None)
+    }
 }
 
 /// Why a runner could not run a step.

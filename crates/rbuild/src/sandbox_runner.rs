@@ -29,7 +29,36 @@ impl SandboxRunner {
     }
 }
 
+/// One line on how a sandbox isolates steps.
+fn describe(sandbox: &Sandbox) -> String {
+    let map = sandbox.id_map();
+    match sandbox.isolation() {
+        rbuild_sandbox::Isolation::Chroot => {
+            "chroot: RUN steps run as the builder's root, NOT isolated from it (Kaniko's level)"
+                .into()
+        }
+        rbuild_sandbox::Isolation::Userns => {
+            let host = |inside: u32| map.uid_to_host(inside);
+            let ids = match (host(0), map.uids.last()) {
+                (Some(first), Some(last)) if map.uids.len() == 1 && last.count > 1 => {
+                    format!(
+                        "host ids {first}-{}",
+                        u64::from(first) + u64::from(last.count) - 1
+                    )
+                }
+                (Some(first), _) => format!("host uid {first} as root"),
+                (None, _) => "no host id".into(),
+            };
+            format!("userns: RUN steps run in user, mount, PID, UTS and IPC namespaces as {ids}")
+        }
+    }
+}
+
 impl StepRunner for SandboxRunner {
+    fn ready(&self) -> Result<Option<String>, RunError> {
+        Ok(Some(describe(&self.sandbox)))
+    }
+
     fn run(
         &self,
         request: &RunRequest<'_>,
@@ -60,6 +89,7 @@ impl StepRunner for SandboxRunner {
         spec.cwd = request.workdir.clone();
         spec.user = request.user.clone();
         spec.mounts = request.mounts.clone();
+        spec.seccomp = request.seccomp;
         if request.network_none {
             spec.network = rbuild_sandbox::Network::None;
         }
@@ -147,7 +177,7 @@ impl LazySandboxRunner {
                 Isolation::Chroot => builder.isolation(rbuild_sandbox::Isolation::Chroot),
             };
             let sandbox = builder.build().map_err(|e| e.to_string())?;
-            tracing::info!(isolation = %sandbox.isolation(), "RUN sandbox ready");
+            tracing::debug!(isolation = %sandbox.isolation(), "RUN sandbox ready");
             Ok(SandboxRunner::new(sandbox))
         });
         made.as_ref().map_err(|e| RunError::Unavailable(e.clone()))
@@ -161,5 +191,9 @@ impl StepRunner for LazySandboxRunner {
         on_line: &mut dyn FnMut(&str),
     ) -> Result<RunChanges, RunError> {
         self.get()?.run(request, on_line)
+    }
+
+    fn ready(&self) -> Result<Option<String>, RunError> {
+        self.get()?.ready()
     }
 }

@@ -668,6 +668,7 @@ fn progress_events_and_docker_format_with_zstd() {
             rbuild::BuildEvent::StepFinished(r) => format!("end {} {:?}", r.keyword, r.status),
             rbuild::BuildEvent::ImageCommitted { .. } => "committed".into(),
             rbuild::BuildEvent::Output { .. } => "output".into(),
+            rbuild::BuildEvent::Isolation { .. } => "isolation".into(),
         })
         .collect();
     assert_eq!(

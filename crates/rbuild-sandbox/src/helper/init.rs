@@ -91,7 +91,9 @@ fn enter_step_root(
     }
     if !req.ns.mount {
         let RootFs::Dir(dir) = &spec.root else {
-            return Err(SetupError("chroot mode needs a rootfs dir, not an overlay".into()));
+            return Err(SetupError(
+                "chroot mode needs a rootfs dir, not an overlay".into(),
+            ));
         };
         if !spec.mounts.is_empty() {
             return Err(SetupError(

@@ -199,7 +199,9 @@ fn restrict(target: &Path, attrs: u64, recursive: bool) -> Result<(), SetupError
         match sys::set_attrs_recursive(target, attrs) {
             Ok(()) => return Ok(()),
             Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => {
-                return Err(SetupError(format!("restricting the mount on {target:?}: {e}")))
+                return Err(SetupError(format!(
+                    "restricting the mount on {target:?}: {e}"
+                )))
             }
             Err(_) => {}
         }
@@ -290,7 +292,10 @@ fn mask_proc() -> Result<(), SetupError> {
                     Some("tmpfs"),
                     p,
                     Some("tmpfs"),
-                    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
                     Some("size=0,mode=555"),
                 ),
             )?;

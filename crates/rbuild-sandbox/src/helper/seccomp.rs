@@ -98,19 +98,24 @@ fn compile(
 /// The two programs to install, in order: the `EPERM` deny-list, then `clone3` → `ENOSYS`.
 pub(crate) fn programs() -> Result<[BpfProgram; 2], String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        DENIED.iter().map(|&nr| (nr as i64, Vec::new())).collect();
+        DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
     let clone_rules = NAMESPACE_FLAGS
         .iter()
         .map(|&flag| {
-            SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)
-                .and_then(|c| SeccompRule::new(vec![c]))
-                .map_err(|e| format!("seccomp rule: {e}"))
+            SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::MaskedEq(flag),
+                flag,
+            )
+            .and_then(|c| SeccompRule::new(vec![c]))
+            .map_err(|e| format!("seccomp rule: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    rules.insert(libc::SYS_clone as i64, clone_rules);
+    rules.insert(libc::SYS_clone, clone_rules);
     let deny = compile(rules, SeccompAction::Errno(libc::EPERM as u32))?;
     let clone3 = compile(
-        [(libc::SYS_clone3 as i64, Vec::new())].into_iter().collect(),
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
         SeccompAction::Errno(libc::ENOSYS as u32),
     )?;
     Ok([deny, clone3])

@@ -65,8 +65,12 @@ impl Owner {
 /// creates it; we (real root) write its maps, keep a handle and let the child go.
 pub(crate) fn userns_with_map(map: &IdMap) -> Result<OwnedFd, SetupError> {
     use std::io::{Read, Write};
-    let (mut ready_r, ready_w) = io_ctx(|| "pipe".into(), std::io::pipe())?;
-    let (release_r, release_w) = io_ctx(|| "pipe".into(), std::io::pipe())?;
+    let pipe = || -> Result<(std::fs::File, std::fs::File), SetupError> {
+        let (r, w) = nix::unistd::pipe().map_err(|e| SetupError(format!("pipe: {}", e.desc())))?;
+        Ok((r.into(), w.into()))
+    };
+    let (mut ready_r, ready_w) = pipe()?;
+    let (release_r, release_w) = pipe()?;
     match sys::fork() {
         Ok(ForkResult::Child) => {
             drop(ready_r);
@@ -81,7 +85,10 @@ pub(crate) fn userns_with_map(map: &IdMap) -> Result<OwnedFd, SetupError> {
             drop(release_r);
             let result = (|| {
                 let mut b = [0u8; 1];
-                io_ctx(|| "waiting for the id-map holder".into(), ready_r.read_exact(&mut b))?;
+                io_ctx(
+                    || "waiting for the id-map holder".into(),
+                    ready_r.read_exact(&mut b),
+                )?;
                 if b != *b"1" {
                     return Err(SetupError(
                         "unshare(CLONE_NEWUSER) for the idmapped mounts failed".into(),
@@ -113,20 +120,24 @@ fn attach_idmapped(
     userns: &OwnedFd,
     owner: &Owner,
 ) -> Result<(), SetupError> {
-    let is_dir = io_ctx(
-        || format!("{source:?}"),
-        std::fs::metadata(source),
-    )?
-    .is_dir();
+    let is_dir = io_ctx(|| format!("{source:?}"), std::fs::metadata(source))?.is_dir();
     if is_dir {
         owner.mkdir(target)?;
     } else {
-        io_ctx(|| format!("creating {target:?}"), std::fs::File::create(target))?;
+        io_ctx(
+            || format!("creating {target:?}"),
+            std::fs::File::create(target),
+        )?;
     }
     let what = || format!("an idmapped mount of {source:?}");
     let tree = io_ctx(what, sys::clone_tree(source, false))?;
     io_ctx(
-        || format!("{}: the kernel or the filesystem does not support idmapped mounts", what()),
+        || {
+            format!(
+                "{}: the kernel or the filesystem does not support idmapped mounts",
+                what()
+            )
+        },
         sys::idmap_tree(&tree, userns),
     )?;
     io_ctx(what, sys::attach_tree(&tree, target))
@@ -226,7 +237,14 @@ pub(crate) fn stage(spec: &RunSpec, map: &IdMap) -> Result<(), SetupError> {
             } => {
                 // The step owns its cache through the range; a setuid file it leaves there
                 // belongs to an unprivileged id on the host.
-                if *fresh {
+                // A cache created before its steps ran in a shifted range (or just seeded with
+                // the container's ids) is moved into it once.
+                let in_range = {
+                    use std::os::unix::fs::MetadataExt;
+                    std::fs::metadata(source)
+                        .is_ok_and(|md| map.uid_to_container(md.uid()).is_some())
+                };
+                if *fresh || !in_range {
                     shift_tree(source, map)?;
                 }
                 Owner::of(map, *uid, *gid)?.give(source.as_path())?;
@@ -246,9 +264,18 @@ pub(crate) fn stage(spec: &RunSpec, map: &IdMap) -> Result<(), SetupError> {
     for (name, source) in spec.etc.named() {
         if let Some(source) = source {
             let target = Path::new("e").join(name);
-            io_ctx(|| format!("creating {target:?}"), std::fs::File::create(&target))?;
-            mount(Some(source.as_path()), &target, NONE, MsFlags::MS_BIND, NONE)
-                .map_err(|e| SetupError(format!("binding {source:?}: {}", e.desc())))?;
+            io_ctx(
+                || format!("creating {target:?}"),
+                std::fs::File::create(&target),
+            )?;
+            mount(
+                Some(source.as_path()),
+                &target,
+                NONE,
+                MsFlags::MS_BIND,
+                NONE,
+            )
+            .map_err(|e| SetupError(format!("binding {source:?}: {}", e.desc())))?;
         }
     }
     Ok(())

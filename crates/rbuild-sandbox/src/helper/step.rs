@@ -91,8 +91,7 @@ fn become_step(req: &StepExec<'_>) -> Result<std::convert::Infallible, String> {
     sys::reset_signal_dispositions();
     // A keyring of its own: the builder's session keys are out of reach (and keyctl is
     // filtered below anyway).
-    sys::join_new_session_keyring()
-        .map_err(|e| format!("joining a new session keyring: {e}"))?;
+    sys::join_new_session_keyring().map_err(|e| format!("joining a new session keyring: {e}"))?;
     sys::limit_bounding_set(req.caps)
         .map_err(|e| format!("limiting capabilities to Docker's default set: {e}"))?;
     if req.setgroups_allowed {
@@ -116,8 +115,12 @@ fn become_step(req: &StepExec<'_>) -> Result<std::convert::Infallible, String> {
         .map_err(|e| format!("setuid {}: {}", user.uid, e.desc()))?;
     nix::unistd::chdir(req.cwd).map_err(|e| format!("chdir {:?}: {}", req.cwd, e.desc()))?;
     let env = step_env(req.env, &user.home);
-    let program = lookup(&req.argv[0], &env)
-        .ok_or_else(|| format!("exec: {:?}: executable file not found in $PATH", req.argv[0]))?;
+    let program = lookup(&req.argv[0], &env).ok_or_else(|| {
+        format!(
+            "exec: {:?}: executable file not found in $PATH",
+            req.argv[0]
+        )
+    })?;
     let c_program = CString::new(program.as_bytes())
         .map_err(|_| format!("program {program:?} contains a NUL byte"))?;
     let c_argv = cstrings(req.argv, "argument")?;

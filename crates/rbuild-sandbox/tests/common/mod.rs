@@ -5,6 +5,9 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::sync::OnceLock;
+
+use rbuild_sandbox::idmap::HostIds;
 use rbuild_sandbox::{Isolation, RootFs, RunSpec, Sandbox, StepStatus, Stream};
 
 pub const HELPER: &str = env!("CARGO_BIN_EXE_rbuild-sandbox-helper");
@@ -187,4 +190,105 @@ pub fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     }
     buf.truncate(n as usize);
     Some(buf)
+}
+
+pub const USER: &str = "rbsbx";
+
+/// The test user: created when absent, with a subordinate range in /etc/subuid and /etc/subgid.
+pub fn test_user() -> &'static HostIds {
+    static USER_IDS: OnceLock<HostIds> = OnceLock::new();
+    USER_IDS.get_or_init(|| {
+        if nix::unistd::User::from_name(USER).unwrap().is_none() {
+            let st = Command::new("useradd")
+                .args(["-M", "-s", "/bin/sh", USER])
+                .status()
+                .unwrap();
+            assert!(st.success(), "useradd {USER}");
+        }
+        let has = |f: &str| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with(&format!("{USER}:")))
+        };
+        if !has("/etc/subuid") || !has("/etc/subgid") {
+            let st = Command::new("usermod")
+                .args([
+                    "--add-subuids",
+                    "400000-465535",
+                    "--add-subgids",
+                    "400000-465535",
+                    USER,
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success(), "usermod --add-subuids");
+        }
+        let u = nix::unistd::User::from_name(USER).unwrap().unwrap();
+        HostIds {
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            name: Some(USER.into()),
+            subuid: std::fs::read_to_string("/etc/subuid").unwrap(),
+            subgid: std::fs::read_to_string("/etc/subgid").unwrap(),
+            has_newidmap: true,
+            own_uids: Vec::new(),
+            own_gids: Vec::new(),
+            initial_userns: true,
+        }
+    })
+}
+
+/// A fixture owned by the test user, the helper binary copied where that user can run it.
+pub struct UserFixture {
+    pub fx: Fixture,
+    pub helper: PathBuf,
+}
+
+pub fn chown_r(path: &Path, ids: &HostIds) {
+    let st = Command::new("chown")
+        .args(["-R", "-h", &format!("{}:{}", ids.uid, ids.gid)])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+impl UserFixture {
+    pub fn new() -> UserFixture {
+        let ids = test_user();
+        let fx = Fixture::new();
+        for d in [&fx.lower, &fx.upper, &fx.scratch] {
+            chown_r(d, ids);
+        }
+        let helper = fx.tmp.path().join("helper");
+        std::fs::copy(HELPER, &helper).unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        UserFixture { fx, helper }
+    }
+
+    /// Runs `spec` through the helper binary as the test user; returns (exit code, stdout,
+    /// stderr).
+    pub fn run_as_user(&self, spec: &RunSpec, extra: &[&str]) -> (i32, String, String) {
+        let file = self
+            .fx
+            .tmp
+            .path()
+            .join(format!("spec-{}.json", std::process::id()));
+        std::fs::write(&file, serde_json::to_string(spec).unwrap()).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = Command::new("runuser")
+            .args(["-u", USER, "--"])
+            .arg(&self.helper)
+            .args(["run", file.to_str().unwrap(), "--isolation", "userns"])
+            .args(extra)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
 }

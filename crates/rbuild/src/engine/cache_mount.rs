@@ -35,6 +35,10 @@ impl CacheMountDir {
         let base = store_root.join("cache-mounts");
         std::fs::create_dir_all(&base)
             .map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+        // Only the builder walks in: what a step leaves in its cache (a setuid file, say) is
+        // out of other local users' reach.
+        std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| format!("cannot restrict {}: {e}", base.display()))?;
         let name = Digest::sha256_of(id.as_bytes()).encoded().to_string();
         match sharing {
             CacheSharing::Shared => Self::open(base.join(&name), None),

@@ -197,6 +197,7 @@ impl Builder {
             layer_writer: &layer_writer,
             format: request.format,
             no_cache: request.no_cache,
+            allow_security_insecure: request.allow_security_insecure,
             cancel: request.cancel.clone(),
             secrets: &request.secrets,
             proxy_env: crate::proxy_env::proxy_env(&request.build_args),
@@ -206,6 +207,26 @@ impl Builder {
             ),
         };
 
+        // The sandbox is checked before anything is built, and says how it isolates.
+        if let Some(first_run) = plan
+            .stages
+            .iter()
+            .flat_map(|s| &s.steps)
+            .find(|s| matches!(s.instruction, rbuild_dockerfile::Instruction::Run(_)))
+        {
+            let ready = self.runner.ready().map_err(|e| match e {
+                crate::runner::RunError::Cancelled => BuildError::Cancelled,
+                crate::runner::RunError::Unavailable(reason)
+                | crate::runner::RunError::Failed(reason) => BuildError::RunUnavailable {
+                    file: file_name.clone(),
+                    line: first_run.span.line,
+                    reason,
+                },
+            })?;
+            if let Some(description) = ready {
+                self.emit(BuildEvent::Isolation { description });
+            }
+        }
         env.register_image_layers(&plan);
         if let Some(cache) = &env.registry_cache {
             if !request.no_cache {
@@ -478,6 +499,8 @@ struct Env<'a> {
     layer_writer: &'a LayerWriter,
     format: ImageFormat,
     no_cache: bool,
+    /// `--allow security.insecure`.
+    allow_security_insecure: bool,
     cancel: crate::CancelToken,
     /// `--secret`s, for `RUN --mount=type=secret`.
     secrets: &'a BTreeMap<String, crate::SecretSource>,

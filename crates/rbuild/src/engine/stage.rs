@@ -275,6 +275,13 @@ impl Env<'_> {
                     .as_ref()
                     .map(|t| t.path().to_path_buf())
                     .unwrap_or_default();
+                let insecure = run.security == Some(rbuild_dockerfile::SecurityMode::Insecure);
+                if insecure && !self.allow_security_insecure {
+                    return Err(self.step_error(
+                        step,
+                        "RUN --security=insecure needs the security.insecure entitlement: pass --allow security.insecure to rbuild (the step then runs without the seccomp filter)".to_string(),
+                    ));
+                }
                 let request = RunRequest {
                     rootfs: &rootfs,
                     scratch: scratch.path(),
@@ -288,6 +295,7 @@ impl Env<'_> {
                     network_none: run.network == Some(rbuild_dockerfile::NetworkMode::None),
                     mounts: mounts.mounts.clone(),
                     cancel: self.cancel.clone(),
+                    seccomp: !insecure,
                 };
                 let line = step.span.line;
                 let mut on_line = |text: &str| {
