@@ -217,6 +217,17 @@ fn build_push_two_destinations_and_read_back_with_skopeo_umoci_and_docker_archiv
         layout.to_str().unwrap(),
     ]);
     assert_success(&output, "build and push");
+    let stderr = text(&output.stderr);
+    let isolation = stderr
+        .find("isolation userns: RUN steps run in user, mount, PID, UTS and IPC namespaces as host ids ")
+        .expect("the build says how RUN is isolated");
+    assert!(
+        stderr
+            .find("==> stage")
+            .is_some_and(|stage| isolation < stage),
+        "before its first stage: {stderr}"
+    );
+    assert!(!stderr.contains("WARN"), "no stray warnings: {stderr}");
     let digest = read_digest_file(&digest_file);
     assert_eq!(
         fs::read_to_string(&names_file).unwrap(),
@@ -352,12 +363,23 @@ fn json_log_format_prints_one_object_per_line() {
             .unwrap_or_else(|| panic!("no \"event\" in {line}"));
         events.push(event.to_owned());
     }
-    for wanted in ["step_started", "step_finished", "output", "built"] {
+    for wanted in [
+        "isolation",
+        "step_started",
+        "step_finished",
+        "output",
+        "built",
+    ] {
         assert!(
             events.iter().any(|e| e == wanted),
             "no {wanted} event in {events:?}"
         );
     }
+    let position = |e: &str| events.iter().position(|x| x == e);
+    assert!(
+        position("isolation") < position("stage_started"),
+        "the mode comes before the first stage: {events:?}"
+    );
 }
 
 #[test]

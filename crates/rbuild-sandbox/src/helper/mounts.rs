@@ -265,8 +265,10 @@ pub(crate) fn apply_mount(
     Ok(())
 }
 
-/// Unmounts everything below `/` (deepest first): after the step, before its stub mount
-/// points are removed.
+/// Unmounts everything below `/`: after the step, before its stub mount points are removed.
+/// Each topmost mount is detached with its whole subtree, so that submounts the kernel locked
+/// to their parent (the host's cgroup mounts under a bound `/sys`) go with it instead of
+/// refusing to go alone.
 pub(crate) fn unmount_all() -> Vec<String> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
@@ -276,9 +278,22 @@ pub(crate) fn unmount_all() -> Vec<String> {
         .filter_map(|l| l.split(' ').nth(4).map(unescape_mountinfo))
         .filter(|p| p != "/")
         .collect();
+    let below =
+        |p: &str, q: &str| p.len() > q.len() && p.starts_with(q) && p.as_bytes()[q.len()] == b'/';
     let mut failed = Vec::new();
     for p in points.iter().rev() {
-        if nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH).is_err() {
+        if points.iter().any(|q| below(p, q)) {
+            continue;
+        }
+        // A mount point may carry several stacked mounts: detach until none is left.
+        let mut gone = false;
+        for _ in 0..16 {
+            if nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH).is_err() {
+                break;
+            }
+            gone = true;
+        }
+        if !gone {
             failed.push(p.clone());
         }
     }
