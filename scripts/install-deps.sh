@@ -7,6 +7,8 @@ packages=(
   docker-registry   # the CNCF Distribution server the registry tests push to and pull from
   busybox-static    # the test kit makes base images from it (no image can be pulled here)
   uidmap            # newuidmap/newgidmap for rootless RUN with a full id range
+  slirp4netns       # --network sandbox (a step's own network with outbound access)
+  gcc libc6-dev     # the sandbox escape suite compiles its static probe (cc -static)
   skopeo            # independent client that checks our layouts, archives and pushes
   umoci             # independent OCI layout reader
   buildah           # the differential oracle for Dockerfile behaviour

@@ -95,6 +95,11 @@ fn build(args: &BuildArgs) -> Result<()> {
         digest_file: args.digest_file.clone(),
         single_snapshot: args.single_snapshot,
         allow_security_insecure: args.allow.iter().any(|a| a == "security.insecure"),
+        network: match args.network {
+            crate::cli::NetworkArg::Host => rbuild::sandbox::Network::Host,
+            crate::cli::NetworkArg::None => rbuild::sandbox::Network::None,
+            crate::cli::NetworkArg::Sandbox => rbuild::sandbox::Network::Sandbox,
+        },
         secrets: parse_secrets(&args.secrets)?,
         destinations: if args.no_push {
             Vec::new()

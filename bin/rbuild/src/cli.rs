@@ -184,6 +184,11 @@ pub struct BuildArgs {
     /// not isolated from it (Kaniko's level), for trusted Dockerfiles only.
     #[arg(long, value_enum, default_value = "auto")]
     pub isolation: IsolationArg,
+    /// The network of RUN steps: `host` (the default, as Kaniko: steps reach package
+    /// mirrors and the host's loopback), `none`, or `sandbox` (a network of their own with
+    /// outbound access through slirp4netns, no host loopback). `RUN --network` overrides it.
+    #[arg(long, value_enum, default_value = "host")]
+    pub network: NetworkArg,
     /// Entitlements, as BuildKit's `--allow`: `security.insecure` lets
     /// `RUN --security=insecure` run without the seccomp filter.
     #[arg(long = "allow", value_name = "ENTITLEMENT", value_parser = ["security.insecure"])]
@@ -267,6 +272,17 @@ pub enum ImageFormatArg {
     Oci,
     /// Docker v2 schema 2 media types.
     Docker,
+}
+
+/// `--network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkArg {
+    /// The host's network.
+    Host,
+    /// Loopback only.
+    None,
+    /// Outbound only, through slirp4netns.
+    Sandbox,
 }
 
 /// `--isolation`.

@@ -63,6 +63,7 @@ mod detect;
 mod error;
 mod helper;
 pub mod idmap;
+mod network;
 mod output;
 mod protocol;
 mod rootless;

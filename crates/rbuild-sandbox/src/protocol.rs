@@ -59,6 +59,10 @@ pub(crate) enum ToHelper {
     IdMapWritten,
     /// The parent could not write the maps; the helper gives up.
     IdMapFailed(String),
+    /// The network namespace is connected.
+    NetworkReady,
+    /// It could not be connected; the helper gives up.
+    NetworkFailed(String),
 }
 
 /// Why the helper failed.
@@ -77,6 +81,9 @@ pub(crate) enum FailKind {
 pub(crate) enum FromHelper {
     /// Please write the id maps of my (the helper's) user namespace.
     NeedIdMap,
+    /// Please connect my (the helper's) new network namespace to the outside
+    /// ([`crate::Network::Sandbox`]).
+    NeedNetwork,
     /// Something the builder should log.
     Warning(String),
     /// The request failed before the step could run.

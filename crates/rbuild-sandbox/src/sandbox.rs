@@ -332,6 +332,9 @@ impl Sandbox {
                 "an overlay root needs --isolation=userns; chroot mode takes a materialised rootfs dir".into(),
             ));
         }
+        if spec.network == crate::Network::Sandbox {
+            crate::network::UserModeNetwork::check()?;
+        }
         let spec = canonicalize_host_paths(spec)?;
         let mapped_uids = (self.isolation == Isolation::Userns).then(|| {
             self.plan
@@ -452,6 +455,8 @@ impl Sandbox {
         }
         drop(tx);
 
+        // Lives until the step is over: dropping it stops the user-mode network.
+        let mut network: Option<crate::network::UserModeNetwork> = None;
         let mut control_open = true;
         let mut failure: Option<SandboxError> = None;
         let mut cancelled = false;
@@ -493,6 +498,22 @@ impl Sandbox {
                         protocol::send(&mut writer, &reply)
                             .map_err(|e| io("answering the helper", e))?;
                     }
+                    FromHelper::NeedNetwork => {
+                        let single_id = self.plan.method == MapMethod::SingleId;
+                        let reply = match crate::network::UserModeNetwork::attach(pid, single_id) {
+                            Ok(n) => {
+                                network = Some(n);
+                                ToHelper::NetworkReady
+                            }
+                            Err(e) => {
+                                let m = e.to_string();
+                                failure.get_or_insert(e);
+                                ToHelper::NetworkFailed(m)
+                            }
+                        };
+                        protocol::send(&mut writer, &reply)
+                            .map_err(|e| io("answering the helper", e))?;
+                    }
                     FromHelper::Warning(w) => tracing::warn!(target: "rbuild_sandbox", "{w}"),
                     FromHelper::Failed { kind, message } if !cancelled => {
                         failure.get_or_insert(match kind {
@@ -506,6 +527,7 @@ impl Sandbox {
                 },
             }
         }
+        drop(network);
         match failure {
             Some(e) => Err(e),
             None => Ok(()),

@@ -132,6 +132,11 @@ pub enum Network {
     Host,
     /// A new network namespace with only `lo`, up.
     None,
+    /// A new network namespace with outbound access through a user-mode network stack
+    /// (`slirp4netns`, which must be installed): the step reaches the outside, but not the
+    /// host's loopback services nor its abstract sockets. `/etc/resolv.conf` then names the
+    /// stack's DNS forwarder (10.0.2.3).
+    Sandbox,
 }
 
 /// Host files bound read-only over the image's `/etc` entries. `None` leaves the image's own.

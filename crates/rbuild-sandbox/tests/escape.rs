@@ -824,3 +824,92 @@ fn a_secret_never_touches_the_disk_even_after_kill_9_as_root() {
 fn a_secret_never_touches_the_disk_even_after_kill_9_as_user() {
     secret_after_kill(Builder::User);
 }
+
+// Network: `--network sandbox` gives a step a network of its own (slirp4netns) that reaches
+// out but not the host's loopback services or abstract sockets. (The default stays the host's
+// network, as Kaniko's: the README says so.)
+fn network_sandbox(who: Builder) {
+    use std::os::linux::net::SocketAddrExt;
+    let Some(a) = Armed::new("network_sandbox", who) else {
+        return;
+    };
+    if rbuild_sandbox::find_in_path("slirp4netns").is_none() {
+        cannot_arm("network_sandbox", "slirp4netns is not installed");
+        return;
+    }
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let name = unique("abstract");
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let unix = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    unix.set_nonblocking(true).unwrap();
+    let script = format!(
+        "/probe connect 127.0.0.1 {port}; /probe connect-abstract {name}; \
+         /probe connect 10.0.2.2 {port}; cat /etc/resolv.conf 2>/dev/null; \
+         grep -c '^tap0\t00000000' /proc/net/route; true"
+    );
+    // Armed: on the host's network the same probe reaches both listeners.
+    let (code, out, err) = a.run(&a.sh(&script, "userns"), "userns");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("out: connect: ok\nout: connect-abstract: ok\n"),
+        "{out}"
+    );
+    while tcp.accept().is_ok() {}
+    while unix.accept().is_ok() {}
+    let mut spec = a.sh(&script, "userns");
+    spec.network = rbuild_sandbox::Network::Sandbox;
+    let (code, out, err) = a.run(&spec, "userns");
+    if !tun_usable_by(who) {
+        // Where the builder cannot open /dev/net/tun, the step never runs: one clear line.
+        assert_eq!(code, 125, "{out}{err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(err.contains("cannot open /dev/net/tun"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        return;
+    }
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}{err}");
+    assert_eq!(lines[0], "out: connect: Connection refused", "own loopback");
+    assert_eq!(lines[1], "out: connect-abstract: Connection refused");
+    assert!(
+        lines[2].starts_with("out: connect: ") && lines[2] != "out: connect: ok",
+        "the host's loopback through the gateway: {out}"
+    );
+    assert_eq!(
+        lines[3..],
+        ["out: nameserver 10.0.2.3", "out: 1"],
+        "{out}{err}"
+    );
+    assert!(
+        tcp.accept().is_err(),
+        "the step reached the host's loopback"
+    );
+    assert!(
+        unix.accept().is_err(),
+        "the step reached a host abstract socket"
+    );
+}
+
+/// Whether the builder may open /dev/net/tun (Debian: 0666; some hosts make it root's only).
+fn tun_usable_by(who: Builder) -> bool {
+    match who {
+        Builder::Root => true,
+        Builder::User => Command::new("runuser")
+            .args(["-u", USER, "--", "sh", "-c", "exec 3<>/dev/net/tun"])
+            .status()
+            .is_ok_and(|s| s.success()),
+    }
+}
+
+#[test]
+fn the_sandbox_network_keeps_host_loopback_and_abstract_sockets_out_as_root() {
+    network_sandbox(Builder::Root);
+}
+
+#[test]
+fn the_sandbox_network_keeps_host_loopback_and_abstract_sockets_out_as_user() {
+    network_sandbox(Builder::User);
+}

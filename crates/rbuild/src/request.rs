@@ -76,6 +76,10 @@ pub struct BuildRequest {
     pub single_snapshot: bool,
     /// Ignore the step cache (layers are still recorded for later builds).
     pub no_cache: bool,
+    /// The network of `RUN` steps without `--network=none|host`: the host's (the default, as
+    /// Kaniko), none, or [`rbuild_sandbox::Network::Sandbox`] (outbound only, through
+    /// slirp4netns).
+    pub network: rbuild_sandbox::Network,
     /// BuildKit's `security.insecure` entitlement (`--allow security.insecure`): lets
     /// `RUN --security=insecure` steps run without the seccomp filter. Without it such a step
     /// is refused. (It grants no capability beyond Docker's default set.)
@@ -134,6 +138,7 @@ impl Default for BuildRequest {
             single_snapshot: false,
             no_cache: false,
             allow_security_insecure: false,
+            network: rbuild_sandbox::Network::Host,
             cancel: CancelToken::default(),
             destinations: Vec::new(),
             cache: false,

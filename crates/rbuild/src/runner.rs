@@ -20,8 +20,9 @@ pub struct RunRequest<'a> {
     pub workdir: String,
     /// `USER`, empty for root.
     pub user: String,
-    /// `RUN --network=none`: no network but loopback (`default` and `host` use the host's).
-    pub network_none: bool,
+    /// The step's network: `RUN --network=none` or `host`, else the build's default
+    /// ([`crate::BuildRequest::network`]).
+    pub network: rbuild_sandbox::Network,
     /// `RUN --mount`s, ready for the sandbox (host paths resolved, cache locks held by the
     /// engine while the step runs), in the Dockerfile's order.
     pub mounts: Vec<rbuild_sandbox::Mount>,
@@ -45,7 +46,7 @@ impl std::fmt::Debug for RunRequest<'_> {
             .field("env_names", &env_names)
             .field("workdir", &self.workdir)
             .field("user", &self.user)
-            .field("network_none", &self.network_none)
+            .field("network", &self.network)
             .field("mounts", &self.mounts)
             .field("seccomp", &self.seccomp)
             .finish_non_exhaustive()

@@ -90,9 +90,7 @@ impl StepRunner for SandboxRunner {
         spec.user = request.user.clone();
         spec.mounts = request.mounts.clone();
         spec.seccomp = request.seccomp;
-        if request.network_none {
-            spec.network = rbuild_sandbox::Network::None;
-        }
+        spec.network = request.network;
         let status = self
             .sandbox
             .run_cancellable(&spec, request.cancel.sandbox_handle(), |line| {

@@ -27,6 +27,10 @@ fn main() {
     println!("test failing_run_reports_its_exit_code ... ok");
     network_none_has_only_loopback(runner.clone());
     println!("test network_none_has_only_loopback ... ok");
+    the_build_network_is_the_default_of_run_steps(runner.clone());
+    println!("test the_build_network_is_the_default_of_run_steps ... ok");
+    insecure_run_needs_the_entitlement(runner.clone());
+    println!("test insecure_run_needs_the_entitlement ... ok");
     cancelling_stops_a_running_step(runner);
     println!("test cancelling_stops_a_running_step ... ok");
 }
@@ -119,6 +123,59 @@ fn network_none_has_only_loopback(runner: Arc<SandboxRunner>) {
     let outcome = builder.build(request(dir.path(), dockerfile)).unwrap();
     let l = layer_entries(builder.store(), &outcome.manifest.layers[1].digest);
     assert_eq!(find(&l, "ifaces").content, b"lo\n");
+}
+
+fn the_build_network_is_the_default_of_run_steps(runner: Arc<SandboxRunner>) {
+    if rbuild::sandbox::find_in_path("slirp4netns").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "slirp4netns is missing on CI"
+        );
+        println!("SKIPPED the_build_network_is_the_default_of_run_steps: no slirp4netns");
+        return;
+    }
+    let (dir, builder) = setup(runner);
+    let dockerfile = "FROM busybox\n\
+        RUN ls /sys/class/net | tr '\\n' ' ' > /sandboxed && cat /etc/resolv.conf >> /sandboxed\n\
+        RUN --network=none ls /sys/class/net > /none\n";
+    let mut req = request(dir.path(), dockerfile);
+    req.network = rbuild::sandbox::Network::Sandbox;
+    let outcome = builder.build(req).unwrap();
+    let l = layer_entries(builder.store(), &outcome.manifest.layers[1].digest);
+    assert_eq!(
+        String::from_utf8_lossy(&find(&l, "sandboxed").content),
+        "lo tap0 nameserver 10.0.2.3\n"
+    );
+    let l = layer_entries(builder.store(), &outcome.manifest.layers[2].digest);
+    assert_eq!(find(&l, "none").content, b"lo\n", "RUN --network=none wins");
+}
+
+fn insecure_run_needs_the_entitlement(runner: Arc<SandboxRunner>) {
+    let (dir, builder) = setup(runner);
+    // unshare is refused by the seccomp filter unless the step may run insecure.
+    let dockerfile =
+        "FROM busybox\nRUN --security=insecure unshare -U true && echo unshared > /u\n";
+    let err = builder
+        .build(request(dir.path(), dockerfile))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("needs the security.insecure entitlement: pass --allow security.insecure"),
+        "{err}"
+    );
+    let secure = "FROM busybox\nRUN unshare -U true 2>/dev/null || echo refused > /u\n";
+    let outcome = builder.build(request(dir.path(), secure)).unwrap();
+    let l = layer_entries(builder.store(), &outcome.manifest.layers[1].digest);
+    assert_eq!(
+        find(&l, "u").content,
+        b"refused\n",
+        "the filter is on by default"
+    );
+    let mut req = request(dir.path(), dockerfile);
+    req.allow_security_insecure = true;
+    let outcome = builder.build(req).unwrap();
+    let l = layer_entries(builder.store(), &outcome.manifest.layers[1].digest);
+    assert_eq!(find(&l, "u").content, b"unshared\n");
 }
 
 fn cancelling_stops_a_running_step(runner: Arc<SandboxRunner>) {

@@ -8,7 +8,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::mounts::{apply_mount, bind_etc_files, unmount_all, PrivateTmp, Sources};
+use super::mounts::{
+    apply_mount, bind_etc_files, bind_sandbox_resolv_conf, unmount_all, PrivateTmp, Sources,
+};
 use super::rootfs;
 use super::stubs::Stubs;
 use super::{step, sys, Ctl, Namespaces, SetupError};
@@ -149,8 +151,11 @@ fn prepare(ctl: &mut Ctl, req: &InitRequest<'_>) -> Result<Prepared, PrepareErro
         }
         rootfs::mount_sys(host, &mut stubs)?;
         bind_etc_files(sources, &spec.etc, &mut stubs)?;
-        if !spec.mounts.is_empty() {
+        if !spec.mounts.is_empty() || spec.network == Network::Sandbox {
             let mut private = PrivateTmp::mount(sources)?;
+            if spec.network == Network::Sandbox {
+                bind_sandbox_resolv_conf(&mut private, &mut stubs)?;
+            }
             for m in spec.mounts.iter().enumerate() {
                 apply_mount(
                     sources,
@@ -166,10 +171,11 @@ fn prepare(ctl: &mut Ctl, req: &InitRequest<'_>) -> Result<Prepared, PrepareErro
         nix::unistd::sethostname(&spec.hostname)
             .map_err(|e| SetupError(format!("sethostname {:?}: {}", spec.hostname, e.desc())))?;
     }
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         if !ns.net {
             return Err(SetupError(
-                "--network=none needs a network namespace, which this host forbids".into(),
+                "a network of the step's own needs a network namespace, which this host forbids"
+                    .into(),
             )
             .into());
         }

@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::protocol::{self, FailKind, FromHelper, Request, ToHelper, HELPER_MARKER};
 use crate::{Isolation, Network};
 
-pub(crate) use sys::adopt_inherited_fd;
+pub(crate) use sys::{adopt_inherited_fd, pass_as_fd3};
 
 /// A setup failure, already phrased for the user.
 #[derive(Debug)]
@@ -223,16 +223,34 @@ fn read_setgroups_denied() -> bool {
     std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.starts_with("deny"))
 }
 
+/// For [`Network::Sandbox`]: asks the builder to attach the user-mode network stack to our
+/// new network namespace, and waits until it is up.
+fn connect_network(
+    ctl: &mut Ctl,
+    reader: &mut BufReader<File>,
+    network: Network,
+) -> Result<(), SetupError> {
+    if network != Network::Sandbox {
+        return Ok(());
+    }
+    ctl.send(&FromHelper::NeedNetwork);
+    match protocol::recv::<ToHelper>(reader) {
+        Ok(Some(ToHelper::NetworkReady)) => Ok(()),
+        Ok(Some(ToHelper::NetworkFailed(m))) => Err(SetupError(m)),
+        other => Err(SetupError(format!("waiting for the network: {other:?}"))),
+    }
+}
+
 fn enter_namespaces(
     ctl: &mut Ctl,
     reader: &mut BufReader<File>,
     isolation: Isolation,
     network: Network,
 ) -> Result<Namespaces, SetupError> {
-    let net = if network == Network::None {
-        CloneFlags::CLONE_NEWNET
-    } else {
+    let net = if network == Network::Host {
         CloneFlags::empty()
+    } else {
+        CloneFlags::CLONE_NEWNET
     };
     let rest = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
@@ -251,6 +269,7 @@ fn enter_namespaces(
             }
             become_namespace_root()?;
             unshare(rest).map_err(|e| errno_text("unshare(mount, pid, uts, ipc namespaces)", e))?;
+            connect_network(ctl, reader, network)?;
             Ok(Namespaces {
                 mount: true,
                 uts: true,
@@ -259,6 +278,7 @@ fn enter_namespaces(
         }
         Isolation::Chroot => {
             if unshare(rest).is_ok() {
+                connect_network(ctl, reader, network)?;
                 return Ok(Namespaces {
                     mount: true,
                     uts: true,

@@ -96,6 +96,42 @@ impl PrivateTmp {
         self.next += 1;
         self.dir.join(format!("{what}-{}", self.next))
     }
+
+    /// A new 0600 file holding `content`.
+    fn file(&mut self, what: &str, content: &[u8]) -> Result<PathBuf, SetupError> {
+        let path = self.fresh(what);
+        let mut f = io_ctx(
+            || format!("creating the {what} file"),
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path),
+        )?;
+        io_ctx(|| format!("writing the {what} file"), f.write_all(content))?;
+        Ok(path)
+    }
+}
+
+/// The `/etc/resolv.conf` of a step on the user-mode network: its DNS forwarder.
+const SANDBOX_RESOLV_CONF: &[u8] = b"nameserver 10.0.2.3\n";
+
+/// Binds a `/etc/resolv.conf` naming the user-mode network's DNS forwarder (read-only).
+pub(crate) fn bind_sandbox_resolv_conf(
+    private: &mut PrivateTmp,
+    stubs: &mut Stubs,
+) -> Result<(), SetupError> {
+    let file = private.file("resolv.conf", SANDBOX_RESOLV_CONF)?;
+    io_ctx(
+        || "chmod of resolv.conf".into(),
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)),
+    )?;
+    let target = Path::new("/etc/resolv.conf");
+    io_ctx(
+        || "creating the mount point \"/etc/resolv.conf\"".into(),
+        stubs.file(target),
+    )?;
+    bind(&file, target, false, false)
 }
 
 /// Binds the given host files read-only over `/etc/hosts`, `/etc/resolv.conf`,
@@ -181,17 +217,7 @@ pub(crate) fn apply_mount(
             gid,
             mode,
         } => {
-            let copy = private.fresh("secret");
-            let mut f = io_ctx(
-                || "creating the secret copy".into(),
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&copy),
-            )?;
-            io_ctx(|| "writing the secret copy".into(), f.write_all(&content.0))?;
-            drop(f);
+            let copy = private.file("secret", &content.0)?;
             nix::unistd::chown(&copy, Some((*uid).into()), Some((*gid).into())).map_err(|e| {
                 SetupError(format!(
                     "chown {uid}:{gid} of secret for {target:?}: {}",

@@ -323,3 +323,20 @@ pub(crate) fn install_seccomp(program: &[seccompiler::sock_filter]) -> std::io::
     }
     Ok(())
 }
+
+/// Makes `fd` the child's descriptor 3 when `cmd` is spawned (for a `--ready-fd=3` protocol),
+/// without clearing close-on-exec on our copy, so that no other process spawned meanwhile by
+/// another thread of the builder inherits it.
+pub(crate) fn pass_as_fd3(cmd: &mut std::process::Command, fd: std::os::fd::RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls dup2, which is
+    // async-signal-safe; `fd` stays open in the parent until the child has been spawned.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

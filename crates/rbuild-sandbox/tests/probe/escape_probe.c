@@ -7,6 +7,8 @@
  *   probe mkdir PATH             create a directory (a cgroup)
  *   probe read PATH              print PATH's first line
  *   probe ids                    print the real and effective uid
+ *   probe connect IP PORT        open a TCP connection
+ *   probe connect-abstract NAME  connect to the abstract Unix socket @NAME
  *   probe tiocsti TEXT           type TEXT into /dev/tty and into fds 0-2 with TIOCSTI
  *   probe keys NAME              request_key / search @s and @u for the user key NAME
  *   probe chroot-escape PATH     chroot("/esc"), chdir("..") x100, chroot("."), read PATH
@@ -17,8 +19,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -82,6 +89,20 @@ int main(int argc, char **argv) {
             report("write", (int)write(fd, argv[3], strlen(argv[3])));
     } else if (!strcmp(cmd, "mkdir") && argc == 3) {
         report("mkdir", mkdir(argv[2], 0755));
+    } else if (!strcmp(cmd, "connect") && argc == 4) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
+        inet_pton(AF_INET, argv[2], &a.sin_addr);
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        report("connect", connect(s, (struct sockaddr *)&a, sizeof a));
+    } else if (!strcmp(cmd, "connect-abstract") && argc == 3) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        size_t n = strlen(argv[2]);
+        if (n > sizeof a.sun_path - 1)
+            n = sizeof a.sun_path - 1;
+        memcpy(a.sun_path + 1, argv[2], n);
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        report("connect-abstract",
+               connect(s, (struct sockaddr *)&a, (socklen_t)(sizeof(sa_family_t) + 1 + n)));
     } else if (!strcmp(cmd, "ids") && argc == 2) {
         printf("uid=%d euid=%d\n", (int)getuid(), (int)geteuid());
     } else if (!strcmp(cmd, "read") && argc == 3) {

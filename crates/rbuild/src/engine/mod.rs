@@ -198,6 +198,7 @@ impl Builder {
             format: request.format,
             no_cache: request.no_cache,
             allow_security_insecure: request.allow_security_insecure,
+            network: request.network,
             cancel: request.cancel.clone(),
             secrets: &request.secrets,
             proxy_env: crate::proxy_env::proxy_env(&request.build_args),
@@ -501,6 +502,8 @@ struct Env<'a> {
     no_cache: bool,
     /// `--allow security.insecure`.
     allow_security_insecure: bool,
+    /// The default network of RUN steps.
+    network: rbuild_sandbox::Network,
     cancel: crate::CancelToken,
     /// `--secret`s, for `RUN --mount=type=secret`.
     secrets: &'a BTreeMap<String, crate::SecretSource>,

@@ -292,7 +292,11 @@ impl Env<'_> {
                         wd => wd.to_string(),
                     },
                     user: stage.image.config.config.user.clone(),
-                    network_none: run.network == Some(rbuild_dockerfile::NetworkMode::None),
+                    network: match run.network {
+                        Some(rbuild_dockerfile::NetworkMode::None) => rbuild_sandbox::Network::None,
+                        Some(rbuild_dockerfile::NetworkMode::Host) => rbuild_sandbox::Network::Host,
+                        Some(rbuild_dockerfile::NetworkMode::Default) | None => self.network,
+                    },
                     mounts: mounts.mounts.clone(),
                     cancel: self.cancel.clone(),
                     seccomp: !insecure,
