@@ -588,3 +588,37 @@ fn a_materialised_rootfs_works_in_userns_mode_too() {
         );
     }
 }
+
+#[test]
+fn a_hostile_passwd_cannot_exhaust_the_step_setup() {
+    if !have_root("a_hostile_passwd_cannot_exhaust_the_step_setup") {
+        return;
+    }
+    // Issue #12: `/etc/passwd -> /dev/zero` made USER resolution read without end.
+    let fx = Fixture::new();
+    std::fs::remove_file(fx.lower.join("etc/passwd")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", fx.lower.join("etc/passwd")).unwrap();
+    let mut spec = fx.sh("id -u");
+    spec.user = "app".into();
+    let err = sandbox(Isolation::Userns)
+        .run(&spec, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "USER \"app\": the image's /etc/passwd: not a regular file"
+    );
+    // Too large: refused before it is read whole.
+    std::fs::remove_file(fx.lower.join("etc/passwd")).unwrap();
+    let f = std::fs::File::create(fx.lower.join("etc/passwd")).unwrap();
+    f.set_len(rbuild_sandbox::user::MAX_ACCOUNT_FILE + 1)
+        .unwrap();
+    let err = sandbox(Isolation::Userns)
+        .run(&spec, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/etc/passwd: larger than 4194304 bytes"),
+        "{err}"
+    );
+}

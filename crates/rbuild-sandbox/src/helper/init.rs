@@ -185,9 +185,9 @@ fn prepare(ctl: &mut Ctl, req: &InitRequest<'_>) -> Result<Prepared, PrepareErro
     let user = resolve_user(
         &spec.user,
         &crate::user::read_account_file(Path::new("/etc/passwd"))
-            .map_err(|e| PrepareError::User(e.to_string()))?,
+            .map_err(|e| PrepareError::User(format!("USER {:?}: the image's {e}", spec.user)))?,
         &crate::user::read_account_file(Path::new("/etc/group"))
-            .map_err(|e| PrepareError::User(e.to_string()))?,
+            .map_err(|e| PrepareError::User(format!("USER {:?}: the image's {e}", spec.user)))?,
     )
     .map_err(|e| PrepareError::User(e.to_string()))?;
     for (what, id) in [("uid", user.uid), ("gid", user.gid)] {
