@@ -2,7 +2,7 @@
 
 use super::copy_step::FromSource;
 use super::{Env, StageResult};
-use crate::copy::{owner::resolve_chown, staging::Staging};
+use crate::copy::{owner::resolve_owner, staging::Staging};
 use crate::error::BuildError;
 use crate::history;
 use crate::image_state::ImageState;
@@ -190,7 +190,7 @@ impl Env<'_> {
                 let owner = if user.is_empty() {
                     (0, 0)
                 } else {
-                    resolve_chown(&user, stage.rootfs.as_ref().map(|t| t.path()))
+                    resolve_owner(&user, stage.rootfs.as_ref().map(|t| t.path()))
                         .map_err(|e| self.step_error(step, format!("WORKDIR failed: {e}")))?
                 };
                 let dir = self.scratch_dir("workdir")?;
