@@ -12,7 +12,8 @@
 //! config Env+ "GREETING=hi"
 //! ```
 //!
-//! `xattr.NAME=VALUE` compares an extended attribute. `text=WORD` compares the file's content with trailing whitespace trimmed. Lower-case
+//! `xattr.NAME=VALUE` compares an extended attribute (`<unset>` when it must be absent);
+//! `sha256=HEX` the content's digest. `text=WORD` compares the file's content with trailing whitespace trimmed. Lower-case
 //! config fields (`author`, `os`, `architecture`) are read from the top level of the image
 //! config, the others from its `config` object. A line that starts with `candidate:` states
 //! BuildKit's behaviour where Buildah (the oracle) is known to differ: it is checked on rbuild's
@@ -30,7 +31,8 @@ pub enum Expectation {
         path: String,
         /// Its type, if given.
         kind: Option<EntryKind>,
-        /// `key=value` attributes: `mode`, `owner`, `size`, `target`, `text`, `xattr.NAME`.
+        /// `key=value` attributes: `mode`, `owner`, `size`, `sha256`, `target`, `text`,
+        /// `xattr.NAME`.
         attributes: Vec<(String, String)>,
     },
     /// A path does not exist.
@@ -104,7 +106,8 @@ pub fn parse_expect(text: &str, origin: &str) -> Result<Vec<ExpectLine>, Testkit
             let mut attributes = Vec::new();
             for word in words {
                 if let Some((key, value)) = word.split_once('=') {
-                    let known = ["mode", "owner", "size", "target", "text"].contains(&key);
+                    let known =
+                        ["mode", "owner", "size", "sha256", "target", "text"].contains(&key);
                     if !known && !key.starts_with("xattr.") {
                         return Err(bad(format!("unknown attribute {key:?}")));
                     }
@@ -185,6 +188,11 @@ pub fn check_expectations(
                         "mode" => format!("{:04o}", entry.mode),
                         "owner" => format!("{}:{}", entry.uid, entry.gid),
                         "size" => entry.size.to_string(),
+                        "sha256" => entry
+                            .sha256
+                            .as_ref()
+                            .map(|d| d.encoded().to_owned())
+                            .unwrap_or_else(|| "<no content>".to_owned()),
                         "target" => entry.link_target.clone().unwrap_or_default(),
                         xattr if xattr.starts_with("xattr.") => entry
                             .xattrs
