@@ -60,6 +60,19 @@ fn check_case(env: &ConformanceEnv, case: &Case, store: &Path) -> Outcome {
         Ok(o) => o,
         Err(e) => return Outcome::Failed(format!("run rbuild: {e}")),
     };
+    if let Some(want) = case.expected_error() {
+        // BuildKit refuses this Dockerfile (or a step of it fails): so must rbuild.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return if output.status.success() {
+            Outcome::Failed(format!("rbuild built it, but BuildKit fails with {want:?}"))
+        } else if stderr.contains(want) {
+            Outcome::Passed
+        } else {
+            Outcome::Failed(format!(
+                "rbuild failed without {want:?} in its error output:\n{stderr}"
+            ))
+        };
+    }
     if !output.status.success() {
         return Outcome::Failed(format!(
             "rbuild exited with {:?}:\n{}",

@@ -117,10 +117,13 @@ pub enum KnownDifference {
     /// Buildah keeps the `user.*` (and other) extended attributes of copied files; a BuildKit
     /// layer carries `security.capability` only.
     ContextXattrs,
+    /// Buildah replaces a symlink named as COPY's destination with the copied file; BuildKit
+    /// writes through the link (resolved inside the image).
+    CopyDestSymlink,
 }
 
 impl KnownDifference {
-    const ALL: [(KnownDifference, &'static str); 16] = [
+    const ALL: [(KnownDifference, &'static str); 17] = [
         (
             KnownDifference::ArgStageInheritance,
             "arg-stage-inheritance",
@@ -161,6 +164,7 @@ impl KnownDifference {
             "explicit-group-supplementary",
         ),
         (KnownDifference::ContextXattrs, "context-xattrs"),
+        (KnownDifference::CopyDestSymlink, "copy-dest-symlink"),
     ];
 
     /// Every known difference, in the order of the list.
@@ -234,6 +238,9 @@ impl KnownDifference {
             KnownDifference::ContextXattrs => {
                 "Buildah 1.28 keeps the user.* xattrs of context files; a BuildKit layer records security.capability and no other xattr"
             }
+            KnownDifference::CopyDestSymlink => {
+                "Buildah 1.28 replaces a symlink named as COPY's destination by the file; BuildKit keeps the link and writes the file it points to"
+            }
         }
     }
 
@@ -288,6 +295,9 @@ impl KnownDifference {
             }
             KnownDifference::ContextXattrs => {
                 "containerd archive/tar.go ChangeWriter.HandleChange (BuildKit's layer writer, via util/overlay/overlay_linux.go WriteUpperdir) records only security.capability; fsutil stat_unix.go loadXattr and copy/copy_linux.go copyXAttrs carry the others only as far as the snapshot"
+            }
+            KnownDifference::CopyDestSymlink => {
+                "tonistiigi/fsutil copy/copy.go Copy: dst = fs.RootPath(dstRoot, filepath.Clean(dst)) resolves every component of the destination, the last included, inside the root"
             }
         }
     }

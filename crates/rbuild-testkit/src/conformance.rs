@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use crate::allow_list::AllowList;
 use crate::buildah::{Buildah, BuildahRequest};
 use crate::busybox::{BusyboxImage, ExtraFile};
-use crate::expect::{check_expectations, parse_expect, ExpectLine, Side};
+use crate::expect::{check_expectations, expected_failure, parse_expect, ExpectLine, Side};
 use crate::image_tree::ImageTree;
 use crate::tree_diff::{compare, Diff};
 use crate::{skopeo, RegistryAuth, TestRegistry, TestkitError};
@@ -157,6 +157,12 @@ impl Case {
             expectations,
             allow,
         })
+    }
+
+    /// For a case whose `expect` file is an `error` line: the text the failing build's error
+    /// output must contain.
+    pub fn expected_error(&self) -> Option<&str> {
+        expected_failure(&self.expectations)
     }
 
     /// All the allowances for comparing this case: the general Buildah ones and the case's.

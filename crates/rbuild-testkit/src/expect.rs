@@ -10,6 +10,8 @@
 //! config User "app"
 //! # an Env entry that must be present
 //! config Env+ "GREETING=hi"
+//! # or, alone in its file: the build must fail, with this text in the builder's error output
+//! error checksum requires HTTP(S) or Git sources
 //! ```
 //!
 //! `xattr.NAME=VALUE` compares an extended attribute (`<unset>` when it must be absent);
@@ -46,6 +48,9 @@ pub enum Expectation {
     },
     /// `Env` contains this entry.
     EnvContains(String),
+    /// The build fails (BuildKit refuses the Dockerfile or a step fails); the error output
+    /// contains this text. Alone in its file: there is no image to check.
+    BuildFails(String),
 }
 
 /// The line of an `expect` file and what it expects.
@@ -79,7 +84,9 @@ pub fn parse_expect(text: &str, origin: &str) -> Result<Vec<ExpectLine>, Testkit
             Some(rest) => (true, rest.trim()),
             None => (false, line),
         };
-        let expectation = if let Some(rest) = line.strip_prefix("config ") {
+        let expectation = if let Some(rest) = line.strip_prefix("error ") {
+            Expectation::BuildFails(rest.trim().to_owned())
+        } else if let Some(rest) = line.strip_prefix("config ") {
             let (field, json) = rest
                 .trim()
                 .split_once(char::is_whitespace)
@@ -138,7 +145,27 @@ pub fn parse_expect(text: &str, origin: &str) -> Result<Vec<ExpectLine>, Testkit
             expectation,
         });
     }
+    if out.len() > 1 {
+        if let Some(line) = out
+            .iter()
+            .find(|l| matches!(l.expectation, Expectation::BuildFails(_)))
+        {
+            return Err(TestkitError::Image(format!(
+                "{origin}:{}: an `error` line must be the only line (a failed build has no image)",
+                line.line
+            )));
+        }
+    }
     Ok(out)
+}
+
+/// The text a failing build's error output must contain, when `expectations` is an `error`
+/// line.
+pub fn expected_failure(expectations: &[ExpectLine]) -> Option<&str> {
+    expectations.iter().find_map(|l| match &l.expectation {
+        Expectation::BuildFails(text) => Some(text.as_str()),
+        _ => None,
+    })
 }
 
 /// Whose image is checked: `candidate:` lines are skipped for the oracle.
@@ -232,6 +259,11 @@ pub fn check_expectations(
                     failures.push(fail(format!("config {field} is {got}, expected {value}")));
                 }
             }
+            Expectation::BuildFails(text) => {
+                failures.push(fail(format!(
+                    "the build must fail with {text:?}, but it made an image"
+                )));
+            }
             Expectation::EnvContains(entry) => {
                 if !tree.config.config.env.contains(entry) {
                     failures.push(fail(format!(
@@ -265,6 +297,13 @@ mod tests {
             .contains("x/expect:1: unknown attribute \"colour\""));
         let err = parse_expect("\nconfig User app\n", "x/expect").unwrap_err();
         assert!(err.to_string().contains("x/expect:2: bad JSON for User"));
+        let fails = parse_expect("error checksum requires HTTP(S)\n", "x/expect").unwrap();
+        assert_eq!(expected_failure(&fails), Some("checksum requires HTTP(S)"));
+        assert_eq!(expected_failure(&lines), None);
+        let err = parse_expect("error x\n/a file\n", "x/expect").unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("x/expect:1: an `error` line must be the only"));
         let err = parse_expect("relative\n", "x/expect").unwrap_err();
         assert!(err
             .to_string()

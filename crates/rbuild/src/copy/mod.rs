@@ -75,6 +75,24 @@ pub fn stage_copy(
         ));
     }
     let dest_abs = staging.resolve(&dest_abs);
+    if request.checksum.is_some() {
+        // BuildKit's dispatchCopy (dockerfile2llb/convert.go) checks this before any copy.
+        match request.sources {
+            [CopySource::Path(src)]
+                if src.starts_with("http://") || src.starts_with("https://") || is_git_url(src) => {
+            }
+            [_] => {
+                return Err(format!(
+                    "{kw} failed: checksum requires HTTP(S) or Git sources"
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{kw} failed: checksum can't be specified for multiple sources"
+                ))
+            }
+        }
+    }
 
     for source in request.sources {
         match source {
