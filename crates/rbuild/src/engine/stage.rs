@@ -202,7 +202,11 @@ impl Env<'_> {
                 );
                 std::fs::create_dir(staging.root())
                     .map_err(BuildError::io("create", staging.root()))?;
-                let created = staging.ensure_dir(&wd)?;
+                // Symlinks of the path are followed inside the stage, as BuildKit's mkdir does
+                // (fs.RootPath): `WORKDIR /bin/x` with `/bin -> usr/bin` makes /usr/bin/x and
+                // keeps the link, never replaces it by a directory.
+                let target = staging.resolve(&wd);
+                let created = staging.ensure_dir(&target)?;
                 let root = staging.finish()?;
                 // A new directory comes with its existing parents, as in BuildKit's diff of a
                 // `mkdir -p`; a directory that already exists gives an empty layer, as there.
