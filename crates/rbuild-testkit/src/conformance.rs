@@ -193,7 +193,8 @@ pub struct Tally {
     /// Cases built by Buildah too and compared with rbuild's image (and their `expect` lines
     /// checked on both images, `candidate:` lines on rbuild's only).
     pub compared_with_buildah: usize,
-    /// Cases Buildah 1.28 cannot build (`oracle: none`): checked by `expect` lines only.
+    /// Cases Buildah 1.28 cannot build, or builds other than BuildKit (`oracle: none`): checked
+    /// by `expect` lines only.
     pub expect_only: usize,
     /// Compared cases that accept at least one known Buildah difference (`allow` file).
     pub with_allowances: usize,
@@ -244,7 +245,8 @@ pub fn tally_markdown(t: &Tally) -> String {
     let mut out = format!(
         "{} cases: {} built by Buildah 1.28 too and compared path by path and field by field \
          with rbuild's image ({} of them accept known Buildah differences), {} that Buildah \
-         1.28 cannot build, checked by their `expect` lines only. {} `expect` lines state \
+         1.28 cannot build (or builds other than BuildKit, as its README says), checked by their \
+         `expect` lines only. {} `expect` lines state \
          BuildKit's result; {} of them (`candidate:`) are checked on rbuild's image only, where \
          Buildah differs.\n\n",
         t.cases,

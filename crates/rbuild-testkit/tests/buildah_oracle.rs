@@ -51,7 +51,7 @@ fn every_case_cites_buildkit_and_the_readme_numbers_are_counted() {
     let t = tally(&cases);
     assert_eq!(t.cases, t.compared_with_buildah + t.expect_only);
     let summary = format!(
-        "{} conformance cases, each stating BuildKit's result in `expect` lines with a reference to BuildKit's source: {} also built by Buildah 1.28 and compared with rbuild's image, {} checked by `expect` only (Buildah cannot build them)",
+        "{} conformance cases, each stating BuildKit's result in `expect` lines with a reference to BuildKit's source: {} also built by Buildah 1.28 and compared with rbuild's image, {} checked by `expect` only (Buildah cannot build them, or builds them other than BuildKit)",
         t.cases, t.compared_with_buildah, t.expect_only
     );
     let update = std::env::var_os("RBUILD_UPDATE_TALLY").is_some();
