@@ -276,7 +276,7 @@ impl KnownDifference {
                 "moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go dispatchLabel: Config.Labels holds only the Dockerfile's (and --label) labels"
             }
             KnownDifference::CopyChmodCreatedDir => {
-                "tonistiigi/fsutil copy/copy.go Copy/prepareTargetDir: MkdirAll with the CopyInfo mode (BuildKit >= 0.21 passes --chmod there)"
+                "tonistiigi/fsutil copy/copy.go Copy/prepareTargetDir: MkdirAll of the missing destination directories; since the fix of moby/buildkit#4945 (BuildKit 0.21, described in moby/buildkit#5943) they get the --chmod mode (the stored fsutil source still shows the older fixed 0755)"
             }
             KnownDifference::EntrypointResetCmdEmpty => {
                 "moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go dispatchEntrypoint: if !d.cmd.IsSet { Config.Cmd = nil }"
