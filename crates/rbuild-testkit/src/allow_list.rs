@@ -114,10 +114,16 @@ pub enum KnownDifference {
     /// Buildah gives a RUN under `USER user:group` that group as a supplementary group too;
     /// BuildKit gives none for the explicit form.
     ExplicitGroupSupplementary,
+    /// Buildah keeps the `user.*` (and other) extended attributes of copied files; a BuildKit
+    /// layer carries `security.capability` only.
+    ContextXattrs,
+    /// Buildah replaces a symlink named as COPY's destination with the copied file; BuildKit
+    /// writes through the link (resolved inside the image).
+    CopyDestSymlink,
 }
 
 impl KnownDifference {
-    const ALL: [(KnownDifference, &'static str); 15] = [
+    const ALL: [(KnownDifference, &'static str); 17] = [
         (
             KnownDifference::ArgStageInheritance,
             "arg-stage-inheritance",
@@ -157,7 +163,14 @@ impl KnownDifference {
             KnownDifference::ExplicitGroupSupplementary,
             "explicit-group-supplementary",
         ),
+        (KnownDifference::ContextXattrs, "context-xattrs"),
+        (KnownDifference::CopyDestSymlink, "copy-dest-symlink"),
     ];
+
+    /// Every known difference, in the order of the list.
+    pub fn all() -> impl Iterator<Item = KnownDifference> {
+        KnownDifference::ALL.iter().map(|(k, _)| *k)
+    }
 
     /// The name used in `allow` files.
     pub fn name(self) -> &'static str {
@@ -221,6 +234,70 @@ impl KnownDifference {
             }
             KnownDifference::ExplicitGroupSupplementary => {
                 "Buildah 1.28 adds the group of USER user:group to RUN's supplementary groups; BuildKit (runc's GetExecUser) sets none for the explicit form"
+            }
+            KnownDifference::ContextXattrs => {
+                "Buildah 1.28 keeps the user.* xattrs of context files; a BuildKit layer records security.capability and no other xattr"
+            }
+            KnownDifference::CopyDestSymlink => {
+                "Buildah 1.28 replaces a symlink named as COPY's destination by the file; BuildKit keeps the link and writes the file it points to"
+            }
+        }
+    }
+
+    /// Where BuildKit's behaviour is decided: the file and function in moby/buildkit (or the
+    /// tonistiigi/fsutil / containerd code it calls), read with the search tool.
+    pub fn buildkit_reference(self) -> &'static str {
+        match self {
+            KnownDifference::ArgStageInheritance => {
+                "moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go dispatchState.init: ds.buildArgs = append(ds.buildArgs, ds.base.buildArgs...)"
+            }
+            KnownDifference::ShellFormIgnoresShell => {
+                "moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go dispatchEntrypoint / dispatchCmd: withShell(d.image, args) uses Config.Shell"
+            }
+            KnownDifference::PathEnvOrder => {
+                "moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go addEnv: an existing key is replaced in place"
+            }
+            KnownDifference::WorkdirLazy => {
+                "moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go dispatchWorkdir: llb.Mkdir(wd, 0755, WithParents) at once for every WORKDIR but /"
+            }
+            KnownDifference::VolumeDirAndWrites => {
+                "moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go dispatchVolume: only Config.Volumes changes, no directory, no layer"
+            }
+            KnownDifference::WorkdirOwnerAfterUser => {
+                "moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go dispatchWorkdir (llb.WithUser(Config.User)) -> solver/llbsolver/file/backend.go mkdir -> fsutil copy/mkdir.go MkdirAll chowns every directory it creates"
+            }
+            KnownDifference::AddChownTar => {
+                "moby/buildkit solver/llbsolver/file/unpack.go unpack: applyRootArchive(ctx, dest, rdr, u, ...) with the --chown user"
+            }
+            KnownDifference::RunMountPoints => {
+                "moby/buildkit executor/stubs.go MountStubsCleaner: the empty files and directories made for mounts are removed after the run"
+            }
+            KnownDifference::BuildahVersionLabel => {
+                "moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go dispatchLabel: Config.Labels holds only the Dockerfile's (and --label) labels"
+            }
+            KnownDifference::CopyChmodCreatedDir => {
+                "tonistiigi/fsutil copy/copy.go Copy/prepareTargetDir: MkdirAll of the missing destination directories; since the fix of moby/buildkit#4945 (BuildKit 0.21, described in moby/buildkit#5943) they get the --chmod mode (the stored fsutil source still shows the older fixed 0755)"
+            }
+            KnownDifference::EntrypointResetCmdEmpty => {
+                "moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go dispatchEntrypoint: if !d.cmd.IsSet { Config.Cmd = nil }"
+            }
+            KnownDifference::UnsetCommandEmptyList => {
+                "moby/buildkit frontend/dockerfile/dockerfile2llb/image.go emptyImage: Entrypoint and Cmd stay nil until an instruction sets them"
+            }
+            KnownDifference::CmdArgsEscaped => {
+                "moby/buildkit frontend/dockerfile/dockerfile2llb/convert.go dispatchCmd: d.image.Config.ArgsEscaped = true"
+            }
+            KnownDifference::ScratchWorkdirRoot => {
+                "moby/buildkit frontend/dockerfile/dockerfile2llb/image.go emptyImage: img.Config.WorkingDir = \"/\""
+            }
+            KnownDifference::ExplicitGroupSupplementary => {
+                "moby/buildkit executor/oci/user.go GetUser: an explicit user:group gives no additional gids"
+            }
+            KnownDifference::ContextXattrs => {
+                "containerd archive/tar.go ChangeWriter.HandleChange (BuildKit's layer writer, via util/overlay/overlay_linux.go WriteUpperdir) records only security.capability; fsutil stat_unix.go loadXattr and copy/copy_linux.go copyXAttrs carry the others only as far as the snapshot"
+            }
+            KnownDifference::CopyDestSymlink => {
+                "tonistiigi/fsutil copy/copy.go Copy: dst = fs.RootPath(dstRoot, filepath.Clean(dst)) resolves every component of the destination, the last included, inside the root"
             }
         }
     }
@@ -420,6 +497,19 @@ mod tests {
         assert!(!glob_match("/etc/*.conf", "/etc/a/resolv.conf"));
         assert!(glob_match("/a/?", "/a/b"));
         assert!(!glob_match("/a/?", "/a/bc"));
+    }
+
+    #[test]
+    fn every_known_difference_cites_buildkit_source() {
+        for known in KnownDifference::all() {
+            let reference = known.buildkit_reference();
+            assert!(
+                reference.contains(".go ") && !known.reason().is_empty(),
+                "{}: {reference}",
+                known.name()
+            );
+            assert_eq!(KnownDifference::parse(known.name()), Some(known));
+        }
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //!   0755 for directories and executables, 0644 for other files, whatever the checkout's umask);
 //! - `args` (optional) — one `--build-arg NAME=value`, `--label NAME=value` or `--target STAGE`
 //!   per line;
-//! - `README` — what the case checks; a line `oracle: none <reason>` marks cases Buildah 1.28
-//!   cannot build (they are checked against `expect` only);
+//! - `README` — what the case checks (first line); one or more `buildkit: <file> <function>
+//!   ...` lines saying where BuildKit decides the behaviour the `expect` lines state; a line
+//!   `oracle: none <reason>` marks cases Buildah 1.28 cannot build (they are checked against
+//!   `expect` only);
 //! - `expect` (optional) — facts the image must show ([`crate::expect`]);
 //! - `xattrs` (optional) — `PATH NAME VALUE` lines: extended attributes set on the copied
 //!   context's files (git keeps none);
@@ -27,7 +29,7 @@ use std::path::{Path, PathBuf};
 use crate::allow_list::AllowList;
 use crate::buildah::{Buildah, BuildahRequest};
 use crate::busybox::{BusyboxImage, ExtraFile};
-use crate::expect::{check_expectations, parse_expect, ExpectLine, Side};
+use crate::expect::{check_expectations, expected_failure, parse_expect, ExpectLine, Side};
 use crate::image_tree::ImageTree;
 use crate::tree_diff::{compare, Diff};
 use crate::{skopeo, RegistryAuth, TestRegistry, TestkitError};
@@ -64,6 +66,8 @@ pub struct Case {
     pub dir: PathBuf,
     /// The first line of the README.
     pub summary: String,
+    /// The README's `buildkit:` lines: where BuildKit's source decides the behaviour.
+    pub buildkit: Vec<String>,
     /// `--build-arg`s in order.
     pub build_args: Vec<(String, String)>,
     /// `--target`.
@@ -101,6 +105,12 @@ impl Case {
                 origin("README")
             )));
         }
+        let buildkit = readme
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("buildkit:"))
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect();
         let oracle = readme
             .lines()
             .find_map(|l| l.trim().strip_prefix("oracle:"))
@@ -139,6 +149,7 @@ impl Case {
             name,
             dir: dir.to_path_buf(),
             summary,
+            buildkit,
             build_args: args.build_args,
             target: args.target,
             labels: args.labels,
@@ -146,6 +157,12 @@ impl Case {
             expectations,
             allow,
         })
+    }
+
+    /// For a case whose `expect` file is an `error` line: the text the failing build's error
+    /// output must contain.
+    pub fn expected_error(&self) -> Option<&str> {
+        expected_failure(&self.expectations)
     }
 
     /// All the allowances for comparing this case: the general Buildah ones and the case's.
@@ -165,6 +182,104 @@ pub fn load_cases(root: &Path) -> Result<Vec<Case>, TestkitError> {
         .collect::<Vec<_>>();
     dirs.sort();
     dirs.iter().map(|d| Case::load(d)).collect()
+}
+
+/// How the cases are checked, counted from the case files themselves (the numbers the
+/// READMEs quote; `tally_markdown` renders them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// All cases.
+    pub cases: usize,
+    /// Cases built by Buildah too and compared with rbuild's image (and their `expect` lines
+    /// checked on both images, `candidate:` lines on rbuild's only).
+    pub compared_with_buildah: usize,
+    /// Cases Buildah 1.28 cannot build, or builds other than BuildKit (`oracle: none`): checked
+    /// by `expect` lines only.
+    pub expect_only: usize,
+    /// Compared cases that accept at least one known Buildah difference (`allow` file).
+    pub with_allowances: usize,
+    /// `candidate:` lines: BuildKit behaviour checked on rbuild's image only, Buildah differing.
+    pub candidate_lines: usize,
+    /// `expect` lines in all.
+    pub expect_lines: usize,
+    /// Per known difference (by name): how many cases' `allow` files use it.
+    pub allowances: Vec<(String, usize)>,
+}
+
+/// Counts how `cases` are checked.
+pub fn tally(cases: &[Case]) -> Tally {
+    let mut t = Tally {
+        cases: cases.len(),
+        ..Tally::default()
+    };
+    for case in cases {
+        match case.oracle {
+            Oracle::Buildah => t.compared_with_buildah += 1,
+            Oracle::None(_) => t.expect_only += 1,
+        }
+        if !case.allow.allowances.is_empty() {
+            t.with_allowances += 1;
+        }
+        t.expect_lines += case.expectations.len();
+        t.candidate_lines += case
+            .expectations
+            .iter()
+            .filter(|e| e.candidate_only)
+            .count();
+    }
+    for known in crate::allow_list::KnownDifference::all() {
+        let users = cases
+            .iter()
+            .filter(|c| c.allow.allowances.iter().any(|a| a.known == known))
+            .count();
+        t.allowances.push((known.name().to_owned(), users));
+    }
+    t
+}
+
+/// The tally as the Markdown block kept in `testdata/conformance/README.md` (between
+/// `<!-- tally -->` and `<!-- /tally -->`): counts, then every known Buildah difference with
+/// the cases using it, the reason, and BuildKit's source.
+pub fn tally_markdown(t: &Tally) -> String {
+    use crate::allow_list::KnownDifference;
+    let mut out = format!(
+        "{} cases: {} built by Buildah 1.28 too and compared path by path and field by field \
+         with rbuild's image ({} of them accept known Buildah differences), {} that Buildah \
+         1.28 cannot build (or builds other than BuildKit, as its README says), checked by their \
+         `expect` lines only. {} `expect` lines state \
+         BuildKit's result; {} of them (`candidate:`) are checked on rbuild's image only, where \
+         Buildah differs.\n\n",
+        t.cases,
+        t.compared_with_buildah,
+        t.with_allowances,
+        t.expect_only,
+        t.expect_lines,
+        t.candidate_lines
+    );
+    out.push_str(
+        "| known Buildah difference | cases | Buildah 1.28 vs BuildKit | BuildKit source |\n",
+    );
+    out.push_str("| --- | --- | --- | --- |\n");
+    for (name, users) in &t.allowances {
+        let Some(known) = KnownDifference::parse(name) else {
+            continue;
+        };
+        let users = if AllowList::buildkit_vs_buildah()
+            .allowances
+            .iter()
+            .any(|a| a.known == known)
+        {
+            "every".to_owned()
+        } else {
+            users.to_string()
+        };
+        out.push_str(&format!(
+            "| `{name}` | {users} | {} | {} |\n",
+            known.reason().replace('|', "\\|"),
+            known.buildkit_reference().replace('|', "\\|")
+        ));
+    }
+    out
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, TestkitError> {

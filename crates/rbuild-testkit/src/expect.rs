@@ -10,9 +10,12 @@
 //! config User "app"
 //! # an Env entry that must be present
 //! config Env+ "GREETING=hi"
+//! # or, alone in its file: the build must fail, with this text in the builder's error output
+//! error checksum requires HTTP(S) or Git sources
 //! ```
 //!
-//! `xattr.NAME=VALUE` compares an extended attribute. `text=WORD` compares the file's content with trailing whitespace trimmed. Lower-case
+//! `xattr.NAME=VALUE` compares an extended attribute (`<unset>` when it must be absent);
+//! `sha256=HEX` the content's digest. `text=WORD` compares the file's content with trailing whitespace trimmed. Lower-case
 //! config fields (`author`, `os`, `architecture`) are read from the top level of the image
 //! config, the others from its `config` object. A line that starts with `candidate:` states
 //! BuildKit's behaviour where Buildah (the oracle) is known to differ: it is checked on rbuild's
@@ -30,7 +33,8 @@ pub enum Expectation {
         path: String,
         /// Its type, if given.
         kind: Option<EntryKind>,
-        /// `key=value` attributes: `mode`, `owner`, `size`, `target`, `text`, `xattr.NAME`.
+        /// `key=value` attributes: `mode`, `owner`, `size`, `sha256`, `target`, `text`,
+        /// `xattr.NAME`.
         attributes: Vec<(String, String)>,
     },
     /// A path does not exist.
@@ -44,6 +48,9 @@ pub enum Expectation {
     },
     /// `Env` contains this entry.
     EnvContains(String),
+    /// The build fails (BuildKit refuses the Dockerfile or a step fails); the error output
+    /// contains this text. Alone in its file: there is no image to check.
+    BuildFails(String),
 }
 
 /// The line of an `expect` file and what it expects.
@@ -77,7 +84,9 @@ pub fn parse_expect(text: &str, origin: &str) -> Result<Vec<ExpectLine>, Testkit
             Some(rest) => (true, rest.trim()),
             None => (false, line),
         };
-        let expectation = if let Some(rest) = line.strip_prefix("config ") {
+        let expectation = if let Some(rest) = line.strip_prefix("error ") {
+            Expectation::BuildFails(rest.trim().to_owned())
+        } else if let Some(rest) = line.strip_prefix("config ") {
             let (field, json) = rest
                 .trim()
                 .split_once(char::is_whitespace)
@@ -104,7 +113,8 @@ pub fn parse_expect(text: &str, origin: &str) -> Result<Vec<ExpectLine>, Testkit
             let mut attributes = Vec::new();
             for word in words {
                 if let Some((key, value)) = word.split_once('=') {
-                    let known = ["mode", "owner", "size", "target", "text"].contains(&key);
+                    let known =
+                        ["mode", "owner", "size", "sha256", "target", "text"].contains(&key);
                     if !known && !key.starts_with("xattr.") {
                         return Err(bad(format!("unknown attribute {key:?}")));
                     }
@@ -135,7 +145,27 @@ pub fn parse_expect(text: &str, origin: &str) -> Result<Vec<ExpectLine>, Testkit
             expectation,
         });
     }
+    if out.len() > 1 {
+        if let Some(line) = out
+            .iter()
+            .find(|l| matches!(l.expectation, Expectation::BuildFails(_)))
+        {
+            return Err(TestkitError::Image(format!(
+                "{origin}:{}: an `error` line must be the only line (a failed build has no image)",
+                line.line
+            )));
+        }
+    }
     Ok(out)
+}
+
+/// The text a failing build's error output must contain, when `expectations` is an `error`
+/// line.
+pub fn expected_failure(expectations: &[ExpectLine]) -> Option<&str> {
+    expectations.iter().find_map(|l| match &l.expectation {
+        Expectation::BuildFails(text) => Some(text.as_str()),
+        _ => None,
+    })
 }
 
 /// Whose image is checked: `candidate:` lines are skipped for the oracle.
@@ -185,6 +215,11 @@ pub fn check_expectations(
                         "mode" => format!("{:04o}", entry.mode),
                         "owner" => format!("{}:{}", entry.uid, entry.gid),
                         "size" => entry.size.to_string(),
+                        "sha256" => entry
+                            .sha256
+                            .as_ref()
+                            .map(|d| d.encoded().to_owned())
+                            .unwrap_or_else(|| "<no content>".to_owned()),
                         "target" => entry.link_target.clone().unwrap_or_default(),
                         xattr if xattr.starts_with("xattr.") => entry
                             .xattrs
@@ -224,6 +259,11 @@ pub fn check_expectations(
                     failures.push(fail(format!("config {field} is {got}, expected {value}")));
                 }
             }
+            Expectation::BuildFails(text) => {
+                failures.push(fail(format!(
+                    "the build must fail with {text:?}, but it made an image"
+                )));
+            }
             Expectation::EnvContains(entry) => {
                 if !tree.config.config.env.contains(entry) {
                     failures.push(fail(format!(
@@ -257,6 +297,13 @@ mod tests {
             .contains("x/expect:1: unknown attribute \"colour\""));
         let err = parse_expect("\nconfig User app\n", "x/expect").unwrap_err();
         assert!(err.to_string().contains("x/expect:2: bad JSON for User"));
+        let fails = parse_expect("error checksum requires HTTP(S)\n", "x/expect").unwrap();
+        assert_eq!(expected_failure(&fails), Some("checksum requires HTTP(S)"));
+        assert_eq!(expected_failure(&lines), None);
+        let err = parse_expect("error x\n/a file\n", "x/expect").unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("x/expect:1: an `error` line must be the only"));
         let err = parse_expect("relative\n", "x/expect").unwrap_err();
         assert!(err
             .to_string()

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use rbuild_testkit::conformance::{cases_dir, load_cases, Case, Oracle};
+use rbuild_testkit::conformance::{cases_dir, load_cases, tally, tally_markdown, Case, Oracle};
 use rbuild_testkit::expect::{check_expectations, Side};
 use rbuild_testkit::ConformanceEnv;
 
@@ -30,6 +30,65 @@ fn every_case_loads_and_the_suite_covers_30_cases() {
             );
         }
     }
+}
+
+/// Every case says where BuildKit decides what its `expect` lines state, and the counts the
+/// READMEs quote are the ones the case files give. `RBUILD_UPDATE_TALLY=1` rewrites the
+/// blocks (testdata/conformance/README.md between `<!-- tally -->` markers, the project
+/// README between `<!-- conformance -->` markers).
+#[test]
+fn every_case_cites_buildkit_and_the_readme_numbers_are_counted() {
+    let cases = load_cases(&cases_dir()).unwrap();
+    let uncited: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.buildkit.is_empty() || c.expectations.is_empty())
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(
+        uncited.is_empty(),
+        "cases whose README lacks a `buildkit: <file> <function>` line or that have no expect file: {uncited:?}"
+    );
+    let t = tally(&cases);
+    assert_eq!(t.cases, t.compared_with_buildah + t.expect_only);
+    let summary = format!(
+        "{} conformance cases, each stating BuildKit's result in `expect` lines with a reference to BuildKit's source: {} also built by Buildah 1.28 and compared with rbuild's image, {} checked by `expect` only (Buildah cannot build them, or builds them other than BuildKit)",
+        t.cases, t.compared_with_buildah, t.expect_only
+    );
+    let update = std::env::var_os("RBUILD_UPDATE_TALLY").is_some();
+    let mut stale = Vec::new();
+    for (file, open, close, block) in [
+        (
+            cases_dir().join("README.md"),
+            "<!-- tally -->\n",
+            "<!-- /tally -->",
+            tally_markdown(&t),
+        ),
+        (
+            cases_dir().join("../../README.md"),
+            "<!-- conformance -->",
+            "<!-- /conformance -->",
+            summary,
+        ),
+    ] {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let (before, rest) = text
+            .split_once(open)
+            .unwrap_or_else(|| panic!("{}: no {open:?} marker", file.display()));
+        let (current, after) = rest
+            .split_once(close)
+            .unwrap_or_else(|| panic!("{}: no {close:?} marker", file.display()));
+        if current != block {
+            if update {
+                std::fs::write(&file, format!("{before}{open}{block}{close}{after}")).unwrap();
+            } else {
+                stale.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "counts out of date in {stale:?}: run `RBUILD_UPDATE_TALLY=1 cargo test -p rbuild-testkit --test buildah_oracle every_case_cites`"
+    );
 }
 
 fn needs_context(case: &Case) -> bool {
@@ -91,6 +150,16 @@ fn buildah_builds_every_case_and_meets_its_expectations() {
 
 /// Builds one case with Buildah and checks the snapshot: not empty, and its `expect` lines.
 fn check_case(env: &ConformanceEnv, case: &Case) -> Result<(), String> {
+    if let Some(want) = case.expected_error() {
+        // BuildKit fails on it; Buildah must fail too (its message is its own).
+        return match env.oracle_tree(case) {
+            Err(_) => Ok(()),
+            Ok(_) => Err(format!(
+                "{}: buildah built it, but BuildKit fails with {want:?}",
+                case.name
+            )),
+        };
+    }
     let tree = env
         .oracle_tree(case)
         .map_err(|e| format!("{}: {e}", case.name))?;

@@ -9,26 +9,44 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// Whether `path` starts like a tar archive (compressed or not) that ADD extracts.
+/// Whether ADD extracts the local file at `path`: BuildKit decides by content, not by name
+/// (moby/buildkit `solver/llbsolver/file/unpack.go`, `isArchivePath`): a regular file whose
+/// content, once decompressed if it starts with a gzip, bzip2, xz or zstd magic
+/// (`util/archiveutil` `DecompressStream`), begins with a valid tar header. Anything else — a
+/// gzip stream of text, a text file named `fake.tar.gz`, an empty file — is copied as is.
 pub fn is_archive(path: &Path) -> bool {
-    let mut head = [0u8; 512];
-    let Ok(mut f) = fs::File::open(path) else {
+    let Ok(reader) = decompressed(path) else {
         return false;
     };
+    let mut archive = tar::Archive::new(reader);
+    // Only the first header is read (at most two 512-byte blocks of decompressed data).
+    matches!(archive.entries().map(|mut e| e.next()), Ok(Some(Ok(_))))
+}
+
+/// The content of `path`, decompressed when it starts with a gzip, bzip2, xz or zstd magic.
+fn decompressed(path: &Path) -> std::io::Result<Box<dyn Read>> {
+    let mut head = [0u8; 6];
+    let mut file = fs::File::open(path)?;
     let mut n = 0;
     while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return false,
+        match file.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
         }
     }
     let head = &head[..n];
-    head.starts_with(&[0x1f, 0x8b])
-        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || head.starts_with(b"BZh")
-        || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-        || (n >= 262 && &head[257..262] == b"ustar")
+    let file = std::io::BufReader::new(fs::File::open(path)?);
+    Ok(if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::BzDecoder::new(file))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Box::new(xz2::read::XzDecoder::new(file))
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
+    } else {
+        Box::new(file)
+    })
 }
 
 /// Extracts the archive at `path` into `dest` in the staging tree.
@@ -39,19 +57,7 @@ pub fn add_archive(
     staging: &mut Staging<'_>,
 ) -> Result<(), String> {
     let shown = path.display().to_string();
-    let mut head = [0u8; 6];
-    let n = fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .map_err(|e| format!("{shown}: {e}"))?;
-    let file = fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
-    // apply_layer recognises gzip, zstd and plain tar itself; bzip2 and xz are decoded here.
-    let reader: Box<dyn Read> = if head[..n].starts_with(b"BZh") {
-        Box::new(bzip2::read::BzDecoder::new(std::io::BufReader::new(file)))
-    } else if head[..n].starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Box::new(xz2::read::XzDecoder::new(std::io::BufReader::new(file)))
-    } else {
-        Box::new(file)
-    };
+    let reader = decompressed(path).map_err(|e| format!("{shown}: {e}"))?;
     let scratch = tempfile::Builder::new()
         .prefix("add-archive-")
         .tempdir_in(staging.root().parent().unwrap_or(staging.root()))
@@ -118,7 +124,64 @@ fn copy_extracted(
             staging
                 .put_file(&child, &mut f, entry)
                 .map_err(|e| e.to_string())?;
+            super::copy_layer_xattrs(&path, &staging.path_of(&child));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_archive;
+    use std::io::Write;
+
+    fn tar_bytes() -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "f.txt", &b"abc"[..])
+            .unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn archives_are_recognised_by_content_not_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |name: &str, data: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, data).unwrap();
+            is_archive(&path)
+        };
+        let tar = tar_bytes();
+        assert!(check("plain.bin", &tar));
+        assert!(check("x.tar.gz", &gzip(&tar)));
+        assert!(check("noext", &zstd::encode_all(&tar[..], 1).unwrap()));
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&tar).unwrap();
+        assert!(check("x.tbz", &bz.finish().unwrap()));
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&tar).unwrap();
+        assert!(check("x.txz", &xz.finish().unwrap()));
+
+        // Not tar once decompressed, or not decompressible: copied as is.
+        assert!(!check("notatar.gz", &gzip(b"just text\n")));
+        assert!(!check("fake.tar.gz", b"I am not an archive\n"));
+        assert!(!check("broken.gz", &[0x1f, 0x8b, 0x08, 0, 1, 2, 3]));
+        assert!(!check("empty.tar", b""));
+        // An end-of-archive marker alone holds no header: Go's tar.Reader.Next gives io.EOF.
+        assert!(!check("zeros.tar", &[0u8; 1024]));
+        // A header block whose checksum is wrong is not a tar header.
+        let mut bad = tar.clone();
+        bad[148] ^= 0x01;
+        assert!(!check("badsum.tar", &bad));
+    }
 }

@@ -75,13 +75,24 @@ pub fn stage_copy(
         ));
     }
     let dest_abs = staging.resolve(&dest_abs);
-    let owner_for = |m: &fs::Metadata| match request.chown {
-        Some(o) => o,
-        None if root.keep_owner => (m.uid(), m.gid()),
-        None => (0, 0),
-    };
-    let new_dir_owner = request.chown.unwrap_or((0, 0));
-    let _ = new_dir_owner;
+    if request.checksum.is_some() {
+        // BuildKit's dispatchCopy (dockerfile2llb/convert.go) checks this before any copy.
+        match request.sources {
+            [CopySource::Path(src)]
+                if src.starts_with("http://") || src.starts_with("https://") || is_git_url(src) => {
+            }
+            [_] => {
+                return Err(format!(
+                    "{kw} failed: checksum requires HTTP(S) or Git sources"
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{kw} failed: checksum can't be specified for multiple sources"
+                ))
+            }
+        }
+    }
 
     for source in request.sources {
         match source {
@@ -158,25 +169,12 @@ pub fn stage_copy(
                             }
                             _ => dest_abs.clone(),
                         };
-                        let created = staging.ensure_dir(&target).map_err(|e| e.to_string())?;
-                        if created {
-                            let (uid, gid) = owner_for(&meta);
-                            let mode = request
-                                .chmod
-                                .as_ref()
-                                .map_or(meta.mode() & 0o7777, |c| c.apply(meta.mode(), true));
-                            staging
-                                .set_dir_meta(
-                                    &target,
-                                    EntryMeta {
-                                        mode,
-                                        uid,
-                                        gid,
-                                        mtime: (meta.mtime(), meta.mtime_nsec() as u32),
-                                    },
-                                )
-                                .map_err(|e| e.to_string())?;
-                        }
+                        // A missing destination is made like its missing parents: 0755 (or
+                        // the --chmod mode) and root's (or the --chown owner's), never with
+                        // the source directory's own metadata (fsutil copy.go
+                        // prepareTargetDir: MkdirAll(dest, 0755, chown) before the copy,
+                        // which then leaves an existing target's metadata alone).
+                        staging.ensure_dir(&target).map_err(|e| e.to_string())?;
                         copy_tree(&on_disk, &rel, &target, request, root, staging)?;
                         continue;
                     }
@@ -350,36 +348,35 @@ fn copy_entry(
             },
         )
         .map_err(|e| e.to_string())?;
-    copy_xattrs(on_disk, &staging.path_of(target));
+    copy_layer_xattrs(on_disk, &staging.path_of(target));
     Ok(())
 }
 
-/// BuildKit keeps a copied file's extended attributes (never overlayfs' own). One that cannot
-/// be set here (a `trusted.*` or `security.*` name without the privilege, a file system
-/// without xattrs) is skipped with a warning rather than failing the COPY.
-fn copy_xattrs(from: &Path, to: &Path) {
-    let names = match xattr::list(from) {
-        Ok(names) => names,
+/// The one extended attribute a BuildKit layer carries: containerd's tar writer
+/// (`archive/tar.go`, `ChangeWriter.HandleChange`, which BuildKit's `util/overlay`
+/// `WriteUpperdir` and its walking differ feed) writes `security.capability` and no other, so
+/// the `user.*`, `trusted.*` and other xattrs fsutil transfers and copies never reach the image.
+pub const LAYER_XATTR: &str = "security.capability";
+
+/// Copies the xattr a layer keeps ([`LAYER_XATTR`]) from `from` to `to`. One that cannot be
+/// set here (no privilege, a file system without xattrs) is skipped with a warning rather than
+/// failing the COPY, as BuildKit's `docopy` does with its xattr error handler.
+pub(crate) fn copy_layer_xattrs(from: &Path, to: &Path) {
+    let value = match xattr::get(from, LAYER_XATTR) {
+        Ok(Some(value)) => value,
+        Ok(None) => return,
         Err(e) => {
             tracing::debug!(path = %from.display(), error = %e, "no xattrs read");
             return;
         }
     };
-    for name in names {
-        if rbuild_layer::is_overlay_xattr(name.as_encoded_bytes()) {
-            continue;
-        }
-        let Ok(Some(value)) = xattr::get(from, &name) else {
-            continue;
-        };
-        if let Err(e) = xattr::set(to, &name, &value) {
-            tracing::warn!(
-                path = %from.display(),
-                xattr = %name.to_string_lossy(),
-                error = %e,
-                "extended attribute not copied"
-            );
-        }
+    if let Err(e) = xattr::set(to, LAYER_XATTR, &value) {
+        tracing::warn!(
+            path = %from.display(),
+            xattr = LAYER_XATTR,
+            error = %e,
+            "extended attribute not copied"
+        );
     }
 }
 

@@ -3,7 +3,11 @@
 
 use super::{Env, StageResult};
 use crate::copy::{
-    self, chmod::Chmod, owner::resolve_chown, staging::Staging, CopyRequest, SourceRoot,
+    self,
+    chmod::Chmod,
+    owner::{needs_account_files, resolve_owner},
+    staging::Staging,
+    CopyRequest, SourceRoot,
 };
 use crate::dockerignore::IgnoreMatcher;
 use crate::error::BuildError;
@@ -33,12 +37,11 @@ impl Env<'_> {
         let chown = match chown {
             None => None,
             Some(spec) => {
-                let numeric = spec.split(':').all(|p| p.parse::<u32>().is_ok());
-                if !numeric {
+                if needs_account_files(spec) {
                     self.ensure_rootfs(stage)?;
                 }
                 Some(
-                    resolve_chown(spec, stage.rootfs.as_ref().map(|t| t.path()))
+                    resolve_owner(spec, stage.rootfs.as_ref().map(|t| t.path()))
                         .map_err(|e| self.step_error(step, format!("{keyword} failed: {e}")))?,
                 )
             }

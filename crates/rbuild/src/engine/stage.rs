@@ -2,7 +2,7 @@
 
 use super::copy_step::FromSource;
 use super::{Env, StageResult};
-use crate::copy::{owner::resolve_chown, staging::Staging};
+use crate::copy::{owner::resolve_owner, staging::Staging};
 use crate::error::BuildError;
 use crate::history;
 use crate::image_state::ImageState;
@@ -190,7 +190,7 @@ impl Env<'_> {
                 let owner = if user.is_empty() {
                     (0, 0)
                 } else {
-                    resolve_chown(&user, stage.rootfs.as_ref().map(|t| t.path()))
+                    resolve_owner(&user, stage.rootfs.as_ref().map(|t| t.path()))
                         .map_err(|e| self.step_error(step, format!("WORKDIR failed: {e}")))?
                 };
                 let dir = self.scratch_dir("workdir")?;
@@ -202,7 +202,11 @@ impl Env<'_> {
                 );
                 std::fs::create_dir(staging.root())
                     .map_err(BuildError::io("create", staging.root()))?;
-                let created = staging.ensure_dir(&wd)?;
+                // Symlinks of the path are followed inside the stage, as BuildKit's mkdir does
+                // (fs.RootPath): `WORKDIR /bin/x` with `/bin -> usr/bin` makes /usr/bin/x and
+                // keeps the link, never replaces it by a directory.
+                let target = staging.resolve(&wd);
+                let created = staging.ensure_dir(&target)?;
                 let root = staging.finish()?;
                 // A new directory comes with its existing parents, as in BuildKit's diff of a
                 // `mkdir -p`; a directory that already exists gives an empty layer, as there.
