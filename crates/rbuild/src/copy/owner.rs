@@ -25,8 +25,9 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 /// The largest `/etc/passwd` or `/etc/group` a stage may have for `--chown` or WORKDIR to read
-/// it (4 MiB: a system with tens of thousands of accounts fits; a file beyond it is an error).
-pub const MAX_ACCOUNT_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// it: the sandbox's own limit for USER ([`rbuild_sandbox::user::MAX_ACCOUNT_FILE`], 4 MiB: a
+/// system with tens of thousands of accounts fits; a file beyond it is an error).
+pub const MAX_ACCOUNT_FILE_BYTES: u64 = rbuild_sandbox::user::MAX_ACCOUNT_FILE;
 
 /// Why an owner cannot be resolved. One line each, naming the stage file concerned.
 #[derive(Debug, thiserror::Error)]
