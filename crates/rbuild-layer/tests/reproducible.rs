@@ -347,3 +347,52 @@ fn gzip_and_zstd_output_is_the_same_for_any_thread_count_and_gunzip_reads_it() {
     );
     assert_eq!(output.stdout, tar);
 }
+
+/// Several thousand text files, `total` bytes in all (as a `COPY . /d/` of a source tree).
+fn text_tree(root: &Path, files: usize, total: usize) {
+    const WORDS: [&str; 12] = [
+        "fn", "let", "return", "layer", "image", "build", "struct", "impl", "match", "error",
+        "self", "Some",
+    ];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for i in 0..files {
+        let path = root.join(format!("src{}/mod{}/file{i}.rs", i % 7, i % 41));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut text = String::with_capacity(total / files + 16);
+        while text.len() < total / files {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            text.push_str(WORDS[(x % 12) as usize]);
+            text.push(if x % 9 == 0 { '\n' } else { ' ' });
+        }
+        fs::write(&path, text).unwrap();
+    }
+}
+
+/// Issue #12, item 5: gzip digests varied between identical writes (a reused compressor's
+/// window depended on which chunk its thread had compressed before).
+#[test]
+fn gzip_of_a_big_text_tree_has_one_digest_over_ten_writes_on_one_and_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    text_tree(dir.path(), 3_000, 24_000_000);
+    let mut seen = std::collections::BTreeMap::new();
+    for threads in [1, 2] {
+        for run in 0..10 {
+            let options = LayerOptions {
+                compression: Compression::Gzip,
+                level: None,
+                source_date_epoch: Some(EPOCH),
+                threads: Some(threads),
+            };
+            let info = LayerWriter::new(options)
+                .write_tree(dir.path(), std::io::sink())
+                .unwrap();
+            assert!(info.uncompressed_size > 24_000_000);
+            seen.entry((info.diff_id, info.digest))
+                .or_insert_with(Vec::new)
+                .push((threads, run));
+        }
+    }
+    assert_eq!(seen.len(), 1, "several digests (threads, run): {seen:?}");
+}
