@@ -37,12 +37,9 @@ pub(crate) fn find_image(
     }) else {
         return named;
     };
-    match store.read_manifest(&descriptor)? {
-        rbuild_oci::AnyManifest::Image(manifest) => {
-            let config = store.read_config(&manifest.config.digest)?;
-            Ok((descriptor, manifest, config))
-        }
-        rbuild_oci::AnyManifest::Index(_) => named,
+    match store.read_image(&descriptor)? {
+        Some((manifest, config)) => Ok((descriptor, manifest, config)),
+        None => named,
     }
 }
 

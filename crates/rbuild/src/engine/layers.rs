@@ -109,7 +109,10 @@ impl Env<'_> {
         if own <= 1 {
             return Ok(());
         }
-        let dir = self.materialise(&stage.layers[..stage.base_layers])?;
+        let dir = self.materialise(
+            &stage.layers[..stage.base_layers],
+            &stage.image.config.rootfs.diff_ids[..stage.base_layers],
+        )?;
         self.ensure_blobs(&stage.layers[stage.base_layers..])?;
         let before = rbuild_layer::TreeScan::scan(dir.path())?;
         for layer in &stage.layers[stage.base_layers..] {
@@ -154,21 +157,44 @@ impl Env<'_> {
 
     pub(super) fn ensure_rootfs(&self, stage: &mut StageResult) -> Result<(), BuildError> {
         if stage.rootfs.is_none() {
-            stage.rootfs = Some(self.materialise(&stage.layers)?);
+            let diff_ids = &stage.image.config.rootfs.diff_ids;
+            stage.rootfs = Some(self.materialise(&stage.layers, diff_ids)?);
         }
         Ok(())
     }
 
-    /// Applies `layers` from the store onto a fresh directory.
+    /// Applies `layers` from the store onto a fresh directory, each checked against its media
+    /// type and its entry of `diff_ids` (the image config's) as it is unpacked. A layer that
+    /// is not what the image says fails the build, and the partly unpacked directory is
+    /// removed.
     pub(super) fn materialise(
         &self,
         layers: &[Descriptor],
+        diff_ids: &[Digest],
     ) -> Result<tempfile::TempDir, BuildError> {
+        if layers.len() != diff_ids.len() {
+            // The store refuses such images: this would be a bug in the engine's bookkeeping.
+            return Err(BuildError::Plan(format!(
+                "internal error: {} layers but {} diffIDs to check them against",
+                layers.len(),
+                diff_ids.len()
+            )));
+        }
         self.ensure_blobs(layers)?;
         let dir = self.scratch_dir("rootfs")?;
-        for layer in layers {
+        for (layer, diff_id) in layers.iter().zip(diff_ids) {
             let blob = self.builder.store.open_blob(&layer.digest)?;
-            rbuild_layer::apply_layer(blob, dir.path(), &ApplyOptions::default())?;
+            let image_layer = rbuild_layer::ImageLayer {
+                digest: &layer.digest,
+                media_type: &layer.media_type,
+                diff_id,
+            };
+            rbuild_layer::apply_image_layer(
+                std::io::BufReader::new(blob),
+                dir.path(),
+                &image_layer,
+                true,
+            )?;
         }
         Ok(dir)
     }
