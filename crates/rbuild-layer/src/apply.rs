@@ -114,26 +114,12 @@ pub fn apply_image_layer(
     layer: &ImageLayer<'_>,
     set_owners: bool,
 ) -> Result<ApplyReport, LayerError> {
-    let expected =
-        layer_compression(layer.media_type).ok_or_else(|| LayerError::UnsupportedMediaType {
-            layer: layer.digest.clone(),
-            media_type: layer.media_type.as_str().to_owned(),
-        })?;
+    let expected = expected_compression(layer.digest, layer.media_type)?;
     let options = ApplyOptions {
         expected_diff_id: Some(layer.diff_id.clone()),
         set_owners,
     };
-    let check = |found: Compression| {
-        if found == expected {
-            Ok(())
-        } else {
-            Err(LayerError::MediaTypeMismatch {
-                layer: layer.digest.clone(),
-                media_type: layer.media_type.as_str().to_owned(),
-                found,
-            })
-        }
-    };
+    let check = |found| check_compression(layer.digest, layer.media_type, expected, found);
     apply(blob, target, &options, check).map_err(|e| match e {
         LayerError::DiffIdMismatch {
             layer: None,
@@ -145,6 +131,47 @@ pub fn apply_image_layer(
             actual,
         },
         other => other,
+    })
+}
+
+/// Checks an image's layer without unpacking it: its media type must be a layer type
+/// ([`layer_compression`]) and its first bytes (read from `blob`, at most 4) must be of that
+/// compression. What can be checked of a base layer that is passed on without being unpacked;
+/// its diffID can only be checked by [`apply_image_layer`]. Returns the compression.
+pub fn check_layer_media_type(
+    mut blob: impl Read,
+    digest: &Digest,
+    media_type: &MediaType,
+) -> Result<Compression, LayerError> {
+    let expected = expected_compression(digest, media_type)?;
+    let (magic, got) = read_magic(&mut blob)?;
+    check_compression(digest, media_type, expected, compression_of(&magic[..got]))?;
+    Ok(expected)
+}
+
+fn expected_compression(
+    digest: &Digest,
+    media_type: &MediaType,
+) -> Result<Compression, LayerError> {
+    layer_compression(media_type).ok_or_else(|| LayerError::UnsupportedMediaType {
+        layer: digest.clone(),
+        media_type: media_type.as_str().to_owned(),
+    })
+}
+
+fn check_compression(
+    digest: &Digest,
+    media_type: &MediaType,
+    expected: Compression,
+    found: Compression,
+) -> Result<(), LayerError> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(LayerError::MediaTypeMismatch {
+        layer: digest.clone(),
+        media_type: media_type.as_str().to_owned(),
+        found,
     })
 }
 
@@ -225,10 +252,8 @@ fn apply(
     Ok(report)
 }
 
-/// The compression announced by the first bytes, and a reader of the uncompressed stream.
-fn decompressed<'a>(
-    mut layer: impl Read + 'a,
-) -> Result<(Compression, Box<dyn Read + 'a>), LayerError> {
+/// The first (up to) 4 bytes of a layer, and how many there were.
+fn read_magic(layer: &mut impl Read) -> Result<([u8; 4], usize), LayerError> {
     let mut magic = [0u8; 4];
     let mut got = 0;
     while got < magic.len() {
@@ -239,18 +264,38 @@ fn decompressed<'a>(
             Err(e) => return Err(LayerError::malformed(b"start of layer", e.to_string())),
         }
     }
+    Ok((magic, got))
+}
+
+/// The compression a layer's first bytes announce: gzip magic `1f 8b`, zstd magic
+/// `28 b5 2f fd`, a plain tar otherwise.
+fn compression_of(magic: &[u8]) -> Compression {
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// The compression announced by the first bytes, and a reader of the uncompressed stream.
+fn decompressed<'a>(
+    mut layer: impl Read + 'a,
+) -> Result<(Compression, Box<dyn Read + 'a>), LayerError> {
+    let (magic, got) = read_magic(&mut layer)?;
     let whole = io::Cursor::new(magic[..got].to_vec()).chain(layer);
-    Ok(if magic[..got].starts_with(&[0x1f, 0x8b]) {
-        (
+    Ok(match compression_of(&magic[..got]) {
+        Compression::Gzip => (
             Compression::Gzip,
             Box::new(flate2::read::MultiGzDecoder::new(whole)),
-        )
-    } else if magic[..got] == [0x28, 0xb5, 0x2f, 0xfd] {
-        let decoder = zstd::stream::read::Decoder::new(whole)
-            .map_err(|e| LayerError::malformed(b"start of layer", e.to_string()))?;
-        (Compression::Zstd, Box::new(decoder))
-    } else {
-        (Compression::None, Box::new(whole))
+        ),
+        Compression::Zstd => {
+            let decoder = zstd::stream::read::Decoder::new(whole)
+                .map_err(|e| LayerError::malformed(b"start of layer", e.to_string()))?;
+            (Compression::Zstd, Box::new(decoder))
+        }
+        Compression::None => (Compression::None, Box::new(whole)),
     })
 }
 

@@ -65,7 +65,8 @@ mod write;
 mod xattrs;
 
 pub use apply::{
-    apply_image_layer, apply_layer, layer_compression, ApplyOptions, ApplyReport, ImageLayer,
+    apply_image_layer, apply_layer, check_layer_media_type, layer_compression, ApplyOptions,
+    ApplyReport, ImageLayer,
 };
 pub use changes::{Change, ChangeSet};
 pub use error::LayerError;

@@ -9,7 +9,10 @@ use std::fs;
 use std::io::Write;
 
 use common::RawTar;
-use rbuild_layer::{apply_image_layer, layer_compression, Compression, ImageLayer, LayerError};
+use rbuild_layer::{
+    apply_image_layer, check_layer_media_type, layer_compression, Compression, ImageLayer,
+    LayerError,
+};
 use rbuild_oci::{Digest, MediaType};
 
 fn tar() -> Vec<u8> {
@@ -184,4 +187,55 @@ fn a_diff_id_mismatch_names_the_layer_and_both_diff_ids() {
         );
     }
     assert!(!message.contains('\n'), "one line: {message}");
+}
+
+#[test]
+fn media_types_are_checked_from_the_first_bytes_alone() {
+    let tar = tar();
+    let digest = Digest::sha256_of(b"any");
+    // Only the magic is read: a gzip header followed by garbage passes this check (the diffID
+    // check of apply_image_layer is what catches the rest).
+    let mut reader = std::io::Cursor::new([&[0x1f, 0x8b][..], &[0u8; 64][..]].concat());
+    assert_eq!(
+        check_layer_media_type(&mut reader, &digest, &MediaType::OciLayerGzip).unwrap(),
+        Compression::Gzip
+    );
+    assert!(reader.position() <= 4, "read {} bytes", reader.position());
+    let zst = zstd::encode_all(&tar[..], 3).unwrap();
+    assert_eq!(
+        check_layer_media_type(&zst[..], &digest, &MediaType::OciLayerZstd).unwrap(),
+        Compression::Zstd
+    );
+    assert_eq!(
+        check_layer_media_type(&tar[..], &digest, &MediaType::OciLayer).unwrap(),
+        Compression::None
+    );
+    let err = check_layer_media_type(&zst[..], &digest, &MediaType::DockerLayerGzip).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LayerError::MediaTypeMismatch {
+                found: Compression::Zstd,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&digest.to_string()), "{err}");
+    let err = check_layer_media_type(
+        &tar[..],
+        &digest,
+        &MediaType::from("application/vnd.oci.image.layer.v1.tar+lz4"),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, LayerError::UnsupportedMediaType { .. }),
+        "{err:?}"
+    );
+    // An empty blob is not a gzip stream.
+    let err = check_layer_media_type(&b""[..], &digest, &MediaType::OciLayerGzip).unwrap_err();
+    assert!(
+        matches!(err, LayerError::MediaTypeMismatch { .. }),
+        "{err:?}"
+    );
 }

@@ -78,14 +78,21 @@ impl Forger {
 /// Builds `FROM base` + `COPY f /f` (the COPY needs the base unpacked) with a fresh store;
 /// returns the error and the store's directory.
 fn build_on(remote: &Remote, work: &Path, base: &str) -> (String, PathBuf) {
-    let context = work.join(format!("ctx-{}", base.replace(['/', ':'], "_")));
+    build_steps_on(remote, work, base, "COPY f /f\n")
+}
+
+/// Builds `FROM base` + `steps` with a fresh store; returns the error and the store's
+/// directory.
+fn build_steps_on(remote: &Remote, work: &Path, base: &str, steps: &str) -> (String, PathBuf) {
+    let name = format!("{base}-{steps}").replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    let context = work.join(format!("ctx-{name}"));
     fs::create_dir_all(&context).unwrap();
     fs::write(context.join("f"), "from the context\n").unwrap();
-    let store_dir = work.join(format!("store-{}", base.replace(['/', ':'], "_")));
+    let store_dir = work.join(format!("store-{name}"));
     let builder = Builder::new(&store_dir).unwrap().with_remote(remote);
     let result = builder.build(BuildRequest {
         context: ContextSource::Dir(context),
-        dockerfile: DockerfileSource::Text(format!("FROM {base}\nCOPY f /f\n")),
+        dockerfile: DockerfileSource::Text(format!("FROM {base}\n{steps}")),
         source_date_epoch: Some(0),
         ..BuildRequest::default()
     });
@@ -227,6 +234,17 @@ fn base_images_that_lie_about_their_layers_are_refused() {
     );
     assert_nothing_left(&store_dir);
 
+    // 3b. The same base passed on without being unpacked (COPY --link needs no rootfs, ENV
+    // none at all): refused as well, before any step.
+    for steps in ["COPY --link f /f\n", "ENV A=1\n"] {
+        let (message, store_dir) = build_steps_on(remote, work.path(), &reference, steps);
+        assert!(
+            message.contains(&Digest::sha256_of(&zst).to_string()) && message.contains("zstd"),
+            "{steps}: {message}"
+        );
+        assert_nothing_left(&store_dir);
+    }
+
     // 4. A layer media type nothing can unpack.
     let bzip2 = "application/vnd.oci.image.layer.v1.tar+bzip2";
     let reference = forger.push(
@@ -239,5 +257,8 @@ fn base_images_that_lie_about_their_layers_are_refused() {
         message.contains(bzip2) && message.contains(&Digest::sha256_of(&gz).to_string()),
         "{message}"
     );
+    assert_nothing_left(&store_dir);
+    let (message, store_dir) = build_steps_on(remote, work.path(), &reference, "ENV A=1\n");
+    assert!(message.contains(bzip2), "{message}");
     assert_nothing_left(&store_dir);
 }
