@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use rbuild_oci::{Compression, Digest, Sha256Hasher};
+use rbuild_oci::{Compression, Digest, MediaType, Sha256Hasher};
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
 
 use crate::error::LayerError;
@@ -64,11 +64,133 @@ pub struct ApplyReport {
     pub xattrs_not_set: u64,
 }
 
+/// A layer of an image as its manifest and config describe it: what [`apply_image_layer`]
+/// checks the bytes against.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageLayer<'a> {
+    /// The blob's digest (the manifest's layer descriptor), named in errors.
+    pub digest: &'a Digest,
+    /// The blob's media type in the manifest.
+    pub media_type: &'a MediaType,
+    /// The config's `rootfs.diff_ids` entry for this layer.
+    pub diff_id: &'a Digest,
+}
+
+/// How a layer of this media type is compressed, for the layer types this crate unpacks: OCI
+/// `tar`, `tar+gzip`, `tar+zstd` (and their non-distributable forms), Docker
+/// `rootfs.diff.tar.gzip`, `rootfs.foreign.diff.tar.gzip` and `rootfs.diff.tar`. `None` for
+/// anything else (another compression, an encrypted layer, not a layer at all).
+pub fn layer_compression(media_type: &MediaType) -> Option<Compression> {
+    match media_type {
+        MediaType::OciLayer => Some(Compression::None),
+        MediaType::OciLayerGzip
+        | MediaType::DockerLayerGzip
+        | MediaType::DockerForeignLayerGzip => Some(Compression::Gzip),
+        MediaType::OciLayerZstd => Some(Compression::Zstd),
+        MediaType::Other(s) => match s.as_str() {
+            "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" => {
+                Some(Compression::Gzip)
+            }
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
+                Some(Compression::Zstd)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Applies an image's layer onto `target`, checking the bytes against what the image says of
+/// them: the media type must be a layer type ([`layer_compression`]) and match the first bytes
+/// (gzip magic `1f 8b`, zstd magic `28 b5 2f fd`, a plain tar otherwise), checked before any
+/// entry is extracted; the uncompressed stream's sha256, computed in the same pass as the
+/// extraction, must be `layer.diff_id`. On error, `target` holds part of a layer that is not
+/// what the image claims and must be discarded.
+pub fn apply_image_layer(
+    blob: impl Read,
+    target: &Path,
+    layer: &ImageLayer<'_>,
+    set_owners: bool,
+) -> Result<ApplyReport, LayerError> {
+    let expected = expected_compression(layer.digest, layer.media_type)?;
+    let options = ApplyOptions {
+        expected_diff_id: Some(layer.diff_id.clone()),
+        set_owners,
+    };
+    let check = |found| check_compression(layer.digest, layer.media_type, expected, found);
+    apply(blob, target, &options, check).map_err(|e| match e {
+        LayerError::DiffIdMismatch {
+            layer: None,
+            expected,
+            actual,
+        } => LayerError::DiffIdMismatch {
+            layer: Some(layer.digest.clone()),
+            expected,
+            actual,
+        },
+        other => other,
+    })
+}
+
+/// Checks an image's layer without unpacking it: its media type must be a layer type
+/// ([`layer_compression`]) and its first bytes (read from `blob`, at most 4) must be of that
+/// compression. What can be checked of a base layer that is passed on without being unpacked;
+/// its diffID can only be checked by [`apply_image_layer`]. Returns the compression.
+pub fn check_layer_media_type(
+    mut blob: impl Read,
+    digest: &Digest,
+    media_type: &MediaType,
+) -> Result<Compression, LayerError> {
+    let expected = expected_compression(digest, media_type)?;
+    let (magic, got) = read_magic(&mut blob)?;
+    check_compression(digest, media_type, expected, compression_of(&magic[..got]))?;
+    Ok(expected)
+}
+
+fn expected_compression(
+    digest: &Digest,
+    media_type: &MediaType,
+) -> Result<Compression, LayerError> {
+    layer_compression(media_type).ok_or_else(|| LayerError::UnsupportedMediaType {
+        layer: digest.clone(),
+        media_type: media_type.as_str().to_owned(),
+    })
+}
+
+fn check_compression(
+    digest: &Digest,
+    media_type: &MediaType,
+    expected: Compression,
+    found: Compression,
+) -> Result<(), LayerError> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(LayerError::MediaTypeMismatch {
+        layer: digest.clone(),
+        media_type: media_type.as_str().to_owned(),
+        found,
+    })
+}
+
 /// Applies the layer read from `layer` onto the directory `target`.
 pub fn apply_layer(
     layer: impl Read,
     target: &Path,
     options: &ApplyOptions,
+) -> Result<ApplyReport, LayerError> {
+    apply(layer, target, options, |_| Ok(()))
+}
+
+/// [`apply_layer`], with `check_compression` called on the detected compression before any
+/// entry is extracted.
+fn apply(
+    layer: impl Read,
+    target: &Path,
+    options: &ApplyOptions,
+    check_compression: impl FnOnce(Compression) -> Result<(), LayerError>,
 ) -> Result<ApplyReport, LayerError> {
     let meta = fs::metadata(target).map_err(|e| LayerError::io("opening target", target, e))?;
     if !meta.is_dir() {
@@ -79,6 +201,7 @@ pub fn apply_layer(
         ));
     }
     let (compression, stream) = decompressed(layer)?;
+    check_compression(compression)?;
     let mut archive = tar::Archive::new(MetaLimit::new(HashingReader {
         inner: stream,
         hasher: Sha256Hasher::new(),
@@ -117,6 +240,7 @@ pub fn apply_layer(
     if let Some(expected) = &options.expected_diff_id {
         if *expected != diff_id {
             return Err(LayerError::DiffIdMismatch {
+                layer: None,
                 expected: expected.clone(),
                 actual: diff_id,
             });
@@ -128,10 +252,8 @@ pub fn apply_layer(
     Ok(report)
 }
 
-/// The compression announced by the first bytes, and a reader of the uncompressed stream.
-fn decompressed<'a>(
-    mut layer: impl Read + 'a,
-) -> Result<(Compression, Box<dyn Read + 'a>), LayerError> {
+/// The first (up to) 4 bytes of a layer, and how many there were.
+fn read_magic(layer: &mut impl Read) -> Result<([u8; 4], usize), LayerError> {
     let mut magic = [0u8; 4];
     let mut got = 0;
     while got < magic.len() {
@@ -142,18 +264,38 @@ fn decompressed<'a>(
             Err(e) => return Err(LayerError::malformed(b"start of layer", e.to_string())),
         }
     }
+    Ok((magic, got))
+}
+
+/// The compression a layer's first bytes announce: gzip magic `1f 8b`, zstd magic
+/// `28 b5 2f fd`, a plain tar otherwise.
+fn compression_of(magic: &[u8]) -> Compression {
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// The compression announced by the first bytes, and a reader of the uncompressed stream.
+fn decompressed<'a>(
+    mut layer: impl Read + 'a,
+) -> Result<(Compression, Box<dyn Read + 'a>), LayerError> {
+    let (magic, got) = read_magic(&mut layer)?;
     let whole = io::Cursor::new(magic[..got].to_vec()).chain(layer);
-    Ok(if magic[..got].starts_with(&[0x1f, 0x8b]) {
-        (
+    Ok(match compression_of(&magic[..got]) {
+        Compression::Gzip => (
             Compression::Gzip,
             Box::new(flate2::read::MultiGzDecoder::new(whole)),
-        )
-    } else if magic[..got] == [0x28, 0xb5, 0x2f, 0xfd] {
-        let decoder = zstd::stream::read::Decoder::new(whole)
-            .map_err(|e| LayerError::malformed(b"start of layer", e.to_string()))?;
-        (Compression::Zstd, Box::new(decoder))
-    } else {
-        (Compression::None, Box::new(whole))
+        ),
+        Compression::Zstd => {
+            let decoder = zstd::stream::read::Decoder::new(whole)
+                .map_err(|e| LayerError::malformed(b"start of layer", e.to_string()))?;
+            (Compression::Zstd, Box::new(decoder))
+        }
+        Compression::None => (Compression::None, Box::new(whole)),
     })
 }
 

@@ -3,13 +3,14 @@
 use std::io;
 use std::path::PathBuf;
 
-use rbuild_oci::Digest;
+use rbuild_oci::{Compression, Digest};
 
 /// Everything that can go wrong while finding changes, writing a layer or applying one.
 ///
 /// Each variant names the file or the layer entry it is about, so that its one-line `Display`
 /// tells a user what is wrong and where.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayerError {
     /// A system call on a file failed.
     #[error("{op} {}: {source}", path.display())]
@@ -64,12 +65,39 @@ pub enum LayerError {
         reason: String,
     },
     /// The uncompressed layer does not hash to the expected diffID.
-    #[error("layer diffID mismatch: expected {expected}, got {actual}")]
+    #[error("{}", diff_id_mismatch(layer.as_ref(), expected, actual))]
     DiffIdMismatch {
-        /// The diffID the caller expected.
+        /// The layer's blob digest, when known (an image's layer).
+        layer: Option<Digest>,
+        /// The diffID the caller expected (an image config's `rootfs.diff_ids` entry).
         expected: Digest,
         /// The diffID of the bytes read.
         actual: Digest,
+    },
+    /// An image's layer has a media type that is not a layer this crate can unpack.
+    #[error(
+        "layer {layer} has media type {media_type:?}, which is not a layer rbuild can unpack \
+         (a tar, plain or gzip- or zstd-compressed): the image is refused"
+    )]
+    UnsupportedMediaType {
+        /// The layer's blob digest.
+        layer: Digest,
+        /// Its media type, as the manifest gives it.
+        media_type: String,
+    },
+    /// An image's layer is not compressed as its media type says.
+    #[error(
+        "layer {layer} is labelled {media_type} but its bytes are {}: the image's manifest \
+         does not describe its layer, the image is refused",
+        describe(*found)
+    )]
+    MediaTypeMismatch {
+        /// The layer's blob digest.
+        layer: Digest,
+        /// Its media type, as the manifest gives it.
+        media_type: String,
+        /// What its first bytes are.
+        found: Compression,
     },
     /// Writing the layer stream failed.
     #[error("writing the layer stream: {0}")]
@@ -100,5 +128,23 @@ impl LayerError {
             entry: String::from_utf8_lossy(entry).into_owned(),
             reason: reason.into(),
         }
+    }
+}
+
+fn diff_id_mismatch(layer: Option<&Digest>, expected: &Digest, actual: &Digest) -> String {
+    match layer {
+        Some(layer) => format!(
+            "layer {layer}: its uncompressed bytes have diffID {actual} but the image config says \
+             {expected}: the image is refused"
+        ),
+        None => format!("layer diffID mismatch: expected {expected}, got {actual}"),
+    }
+}
+
+fn describe(compression: Compression) -> &'static str {
+    match compression {
+        Compression::None => "not compressed (no gzip or zstd magic)",
+        Compression::Gzip => "gzip-compressed",
+        Compression::Zstd => "zstd-compressed",
     }
 }

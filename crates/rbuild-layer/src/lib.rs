@@ -22,6 +22,9 @@
 //!   them inside the target, Docker refuses only escapes): no well-formed layer has them, and a
 //!   leading `./` is accepted. The `tar` crate reads PAX and GNU long-name entries whole, so
 //!   those are capped at 1 MiB before it sees them (a gzip bomb cannot fill memory).
+//!   [`apply_image_layer`] applies a base image's layer and also checks it against the image:
+//!   its media type against its first bytes, its uncompressed sha256 against the config's
+//!   diffID.
 //!
 //! ```
 //! use rbuild_layer::{apply_layer, ApplyOptions, LayerOptions, LayerWriter};
@@ -61,7 +64,10 @@ mod tar_stream;
 mod write;
 mod xattrs;
 
-pub use apply::{apply_layer, ApplyOptions, ApplyReport};
+pub use apply::{
+    apply_image_layer, apply_layer, check_layer_media_type, layer_compression, ApplyOptions,
+    ApplyReport, ImageLayer,
+};
 pub use changes::{Change, ChangeSet};
 pub use error::LayerError;
 pub use overlay::changes_from_overlay_upper;

@@ -5,9 +5,18 @@
 //! primed with the previous chunk's last 32 KiB as dictionary, so the ratio barely suffers) and
 //! ends with a sync flush, which aligns it to a byte boundary so that the pieces can simply be
 //! concatenated; an empty final block, a gzip header and the CRC-32/size trailer make one
-//! ordinary single-member gzip stream. Chunk boundaries depend only on the data, so the same tar
-//! always gives the same bytes. The collector (the calling thread) writes pieces in order and
-//! hashes them: the blob digest.
+//! ordinary single-member gzip stream. The collector (the calling thread) writes pieces in order
+//! and hashes them: the blob digest.
+//!
+//! The output is a function of the tar bytes and the level only, whatever the number of threads,
+//! their speed or the sizes in which the tar arrived:
+//! - chunk boundaries are fixed offsets of the tar stream (every `CHUNK_SIZE` bytes, see
+//!   `ChunkSink`), however the file reads were split;
+//! - each piece is compressed by a compressor created for it alone. A reused one is *not*
+//!   equivalent: zlib-rs' `reset` (as zlib's `deflateReset`) clears the hash heads but keeps the
+//!   previous input in its window, and the match finder reads window bytes past the current
+//!   input, so a piece's bytes depended on which chunk the same worker had compressed before —
+//!   that is, on scheduling (issue #12, item 5). A fresh compressor's window is zeroed.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -112,7 +121,6 @@ fn dispatch(rx: Receiver<Vec<u8>>, jobs: SyncSender<Job>, done: SyncSender<Done>
 }
 
 fn deflate_worker(level: u32, jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Done>) {
-    let mut deflate = Compress::new(flate2::Compression::new(level), false);
     loop {
         let job = {
             let Ok(rx) = jobs.lock() else { return };
@@ -121,7 +129,7 @@ fn deflate_worker(level: u32, jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Don
                 Err(_) => return,
             }
         };
-        let message = match deflate_piece(&mut deflate, &job) {
+        let message = match deflate_piece(level, &job) {
             Ok(compressed) => Done::Piece {
                 seq: job.seq,
                 data: job.data,
@@ -135,9 +143,10 @@ fn deflate_worker(level: u32, jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Don
     }
 }
 
-/// One chunk as raw deflate blocks ending in a sync flush (byte-aligned, not final).
-fn deflate_piece(deflate: &mut Compress, job: &Job) -> Result<Vec<u8>, String> {
-    deflate.reset();
+/// One chunk as raw deflate blocks ending in a sync flush (byte-aligned, not final), by a
+/// compressor of its own (never a reset one: see the module documentation).
+fn deflate_piece(level: u32, job: &Job) -> Result<Vec<u8>, String> {
+    let mut deflate = Compress::new(flate2::Compression::new(level), false);
     if !job.dictionary.is_empty() {
         deflate
             .set_dictionary(&job.dictionary)
@@ -216,4 +225,177 @@ fn collect<W: Write>(
     out.flush().map_err(LayerError::Output)?;
     let (_, digest, size) = out.finish();
     Ok((digest, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Read};
+    use std::sync::mpsc::sync_channel;
+
+    use super::{deflate_piece, gzip_chunks, Job, WINDOW};
+    use crate::chunk_sink::{ChunkSink, CHUNK_SIZE};
+
+    /// Compressible text-like bytes (words from a xorshift sequence), `len` of them.
+    fn text(len: usize) -> Vec<u8> {
+        text_seeded(len, 0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn text_seeded(len: usize, seed: u64) -> Vec<u8> {
+        const WORDS: [&str; 9] = [
+            "alpha", "beta", "gamma", "delta", "layer", "image", "build", "return", "struct",
+        ];
+        let mut x: u64 = seed;
+        let mut out = Vec::with_capacity(len + 16);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(WORDS[(x % 9) as usize].as_bytes());
+            out.push(if x % 7 == 0 { b'\n' } else { b' ' });
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// A reader that hands out at most `sizes[i % len]` bytes per call, and now and then
+    /// yields or sleeps, so the compressing threads run at varied speeds against it.
+    struct Uneven<'a> {
+        data: &'a [u8],
+        sizes: &'a [usize],
+        calls: usize,
+    }
+
+    impl Read for Uneven<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let want = self.sizes[self.calls % self.sizes.len()];
+            self.calls += 1;
+            match self.calls % 1_009 {
+                0 => std::thread::sleep(std::time::Duration::from_micros(300)),
+                n if n % 5 == 0 => std::thread::yield_now(),
+                _ => {}
+            }
+            let n = want.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Feeds `data` through a `ChunkSink` as the tar thread does (`copy_from` calls of
+    /// `copy_len` bytes from a reader returning `read_sizes`) into `gzip_chunks` with
+    /// `workers` threads; returns the gzip bytes.
+    fn pipeline(data: &[u8], read_sizes: &[usize], copy_len: u64, workers: usize) -> Vec<u8> {
+        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(6);
+        let mut out = Vec::new();
+        std::thread::scope(|scope| {
+            let producer = scope.spawn(move || {
+                let mut sink = ChunkSink::new(tx, recycle_rx);
+                let mut reader = Uneven {
+                    data,
+                    sizes: read_sizes,
+                    calls: 0,
+                };
+                let mut left = data.len() as u64;
+                while left > 0 {
+                    let n = copy_len.min(left);
+                    assert_eq!(sink.copy_from(&mut reader, n).unwrap(), n);
+                    left -= n;
+                }
+                sink.finish().unwrap()
+            });
+            let (digest, size) = gzip_chunks(rx, recycle_tx, 6, workers, &mut out).unwrap();
+            producer.join().unwrap();
+            assert_eq!(size, out.len() as u64);
+            assert_eq!(digest, rbuild_oci::Digest::sha256_of(&out));
+        });
+        out
+    }
+
+    #[test]
+    fn gzip_bytes_do_not_depend_on_read_sizes_timing_or_worker_count() {
+        // Not a multiple of the chunk size, so the short last chunk is covered too.
+        let data = text(CHUNK_SIZE * 6 + 12_345);
+        let reference = pipeline(&data, &[1 << 20], 1 << 20, 1);
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&reference[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert!(decoded == data, "the gzip stream does not round-trip");
+        let cases: [(&[usize], u64); 4] = [
+            (&[1], 4_093),
+            (&[7, 4_093, 65_537, 3], 100_003),
+            (&[CHUNK_SIZE + 1, 13], 1 << 20),
+            (&[1 << 20], 511),
+        ];
+        for workers in [1, 2, 3, 4] {
+            for (read_sizes, copy_len) in cases {
+                let got = pipeline(&data, read_sizes, copy_len, workers);
+                assert!(
+                    got == reference,
+                    "{workers} workers, reads of {read_sizes:?}, copies of {copy_len}: \
+                     other bytes than 1 worker with 1 MiB reads"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_are_cut_at_fixed_offsets_whatever_the_read_sizes() {
+        let data = text(CHUNK_SIZE * 3 + 77);
+        for (read_sizes, copy_len) in [(&[1usize][..], 3u64), (&[5, 70_001][..], 99_999)] {
+            let (tx, rx) = sync_channel::<Vec<u8>>(16);
+            let (_recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(1);
+            let mut sink = ChunkSink::new(tx, recycle_rx);
+            let mut reader = Uneven {
+                data: &data,
+                sizes: read_sizes,
+                calls: 0,
+            };
+            let mut left = data.len() as u64;
+            while left > 0 {
+                let n = copy_len.min(left);
+                sink.copy_from(&mut reader, n).unwrap();
+                left -= n;
+            }
+            sink.finish().unwrap();
+            let lens: Vec<usize> = rx.iter().map(|c| c.len()).collect();
+            assert_eq!(lens, [CHUNK_SIZE, CHUNK_SIZE, CHUNK_SIZE, 77, 0]);
+        }
+    }
+
+    #[test]
+    fn a_piece_is_the_same_whatever_its_thread_compressed_before() {
+        // With these two inputs, a compressor reset after compressing `a` (instead of one made
+        // for `b`) gives other bytes for `b`: the reset keeps `a` in its window.
+        let a = text_seeded(CHUNK_SIZE, 134);
+        let b = text_seeded(118_981, 252);
+        let job_a = Job {
+            seq: 0,
+            data: a.clone(),
+            dictionary: Vec::new(),
+        };
+        let job_b = Job {
+            seq: 1,
+            data: b,
+            dictionary: a[a.len() - WINDOW..].to_vec(),
+        };
+        let alone = std::thread::scope(|s| {
+            s.spawn(|| deflate_piece(6, &job_b).unwrap())
+                .join()
+                .unwrap()
+        });
+        let after_a = std::thread::scope(|s| {
+            s.spawn(|| {
+                deflate_piece(6, &job_a).unwrap();
+                deflate_piece(6, &job_b).unwrap()
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(
+            alone == after_a,
+            "the piece depends on the thread's previous job"
+        );
+    }
 }

@@ -233,6 +233,11 @@ impl TarStream<'_, '_> {
         } else if file_type.is_fifo() {
             fields.entry_type = EntryType::Fifo;
         } else if file_type.is_file() {
+            // The first name of an inode in the tar's sorted order is the regular file, every
+            // later name a hardlink to it, as BuildKit writes layers: containerd's
+            // `archive/tar.go`, `(*changeWriter).HandleChange`, keeps `inodeSrc[inode]` = the
+            // first changed name walked (in path order) and links later names to it. (It also
+            // adds *unchanged* names of a changed inode, which a change set here never holds.)
             if meta.nlink() > 1 {
                 if let Some(first) = self.hardlinks.get(&(meta.dev(), meta.ino())) {
                     let first = first.clone();

@@ -74,7 +74,11 @@ fn a_wrong_diff_id_fails_the_apply() {
         ..ApplyOptions::default()
     };
     match apply_layer(&layer[..], dir.path(), &options) {
-        Err(LayerError::DiffIdMismatch { expected, actual }) => {
+        Err(LayerError::DiffIdMismatch {
+            layer: None,
+            expected,
+            actual,
+        }) => {
             assert_eq!(expected, wrong);
             assert_eq!(actual, Digest::sha256_of(&layer));
         }

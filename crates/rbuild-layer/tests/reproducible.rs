@@ -347,3 +347,114 @@ fn gzip_and_zstd_output_is_the_same_for_any_thread_count_and_gunzip_reads_it() {
     );
     assert_eq!(output.stdout, tar);
 }
+
+/// Several thousand text files, `total` bytes in all (as a `COPY . /d/` of a source tree).
+fn text_tree(root: &Path, files: usize, total: usize) {
+    const WORDS: [&str; 12] = [
+        "fn", "let", "return", "layer", "image", "build", "struct", "impl", "match", "error",
+        "self", "Some",
+    ];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for i in 0..files {
+        let path = root.join(format!("src{}/mod{}/file{i}.rs", i % 7, i % 41));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut text = String::with_capacity(total / files + 16);
+        while text.len() < total / files {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            text.push_str(WORDS[(x % 12) as usize]);
+            text.push(if x % 9 == 0 { '\n' } else { ' ' });
+        }
+        fs::write(&path, text).unwrap();
+    }
+}
+
+/// Issue #12, item 5: gzip digests varied between identical writes (a reused compressor's
+/// window depended on which chunk its thread had compressed before).
+#[test]
+fn gzip_of_a_big_text_tree_has_one_digest_over_ten_writes_on_one_and_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    text_tree(dir.path(), 3_000, 24_000_000);
+    let mut seen = std::collections::BTreeMap::new();
+    for threads in [1, 2] {
+        for run in 0..10 {
+            let options = LayerOptions {
+                compression: Compression::Gzip,
+                level: None,
+                source_date_epoch: Some(EPOCH),
+                threads: Some(threads),
+            };
+            let info = LayerWriter::new(options)
+                .write_tree(dir.path(), std::io::sink())
+                .unwrap();
+            assert!(info.uncompressed_size > 24_000_000);
+            seen.entry((info.diff_id, info.digest))
+                .or_insert_with(Vec::new)
+                .push((threads, run));
+        }
+    }
+    assert_eq!(seen.len(), 1, "several digests (threads, run): {seen:?}");
+}
+
+/// Issue #13, item 4: the names of one inode as BuildKit writes them: the first in the tar's
+/// (sorted) order is the regular file, every later one a hardlink to it.
+#[test]
+fn hardlinks_point_to_the_first_name_in_tar_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("h/d")).unwrap();
+    // Created in an order unlike the tar's, each linked from the previous name.
+    fs::write(root.join("h/late-link"), b"one inode").unwrap();
+    fs::hard_link(root.join("h/late-link"), root.join("h/d/c")).unwrap();
+    fs::hard_link(root.join("h/d/c"), root.join("h/b")).unwrap();
+    fs::hard_link(root.join("h/b"), root.join("h/a")).unwrap();
+    let tar_of = |changes: &ChangeSet| {
+        let mut tar_bytes = Vec::new();
+        LayerWriter::new(LayerOptions {
+            compression: Compression::None,
+            source_date_epoch: Some(EPOCH),
+            ..LayerOptions::default()
+        })
+        .write(root, changes, &mut tar_bytes)
+        .unwrap();
+        entries(&tar_bytes)
+            .into_iter()
+            .map(|s| {
+                (
+                    String::from_utf8(s.name).unwrap(),
+                    s.kind,
+                    s.link.map(|l| String::from_utf8(l).unwrap()),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let link = |name: &str, to: &str| (name.to_owned(), tar::EntryType::Link, Some(to.to_owned()));
+    let whole = ChangeSet::whole_tree(root).unwrap();
+    assert_eq!(
+        tar_of(&whole),
+        [
+            ("h/".to_owned(), tar::EntryType::Directory, None),
+            ("h/a".to_owned(), tar::EntryType::Regular, None),
+            link("h/b", "h/a"),
+            ("h/d/".to_owned(), tar::EntryType::Directory, None),
+            link("h/d/c", "h/a"),
+            link("h/late-link", "h/a"),
+        ]
+    );
+    // When the first name is not in the layer, the first name that is becomes the file.
+    let mut some = ChangeSet::new();
+    for path in ["h/late-link", "h/d/c", "h/b"] {
+        some.insert(path, Change::Upsert).unwrap();
+    }
+    assert_eq!(
+        tar_of(&some),
+        [
+            ("h/".to_owned(), tar::EntryType::Directory, None),
+            ("h/b".to_owned(), tar::EntryType::Regular, None),
+            ("h/d/".to_owned(), tar::EntryType::Directory, None),
+            link("h/d/c", "h/b"),
+            link("h/late-link", "h/b"),
+        ]
+    );
+}

@@ -7,6 +7,7 @@ use rbuild_oci::{Digest, OciError};
 
 /// Everything that can go wrong in the store. Every variant names the file, blob or image.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// A filesystem operation failed.
     #[error("cannot {op} {}: {source}", path.display())]
@@ -77,6 +78,22 @@ pub enum StoreError {
         name: String,
         /// The wanted platform.
         platform: String,
+    },
+    /// An image's config does not have one `rootfs.diff_ids` entry per manifest layer: its
+    /// layers could not be checked, and an image built on it would be corrupt.
+    #[error(
+        "image manifest {manifest} lists {layers} layers but its config {config} has {diff_ids} \
+         rootfs.diff_ids: the image is refused (it is corrupt or forged)"
+    )]
+    LayerCountMismatch {
+        /// The manifest's digest.
+        manifest: Digest,
+        /// The config's digest.
+        config: Digest,
+        /// The number of layers in the manifest.
+        layers: usize,
+        /// The number of diffIDs in the config.
+        diff_ids: usize,
     },
     /// A stored document does not decode or validate.
     #[error("{what}: {source}")]

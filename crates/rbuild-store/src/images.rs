@@ -43,6 +43,22 @@ impl Store {
         })
     }
 
+    /// Reads the image manifest `descriptor` names and its config, and checks that the config
+    /// has one `rootfs.diff_ids` entry per layer. `Ok(None)` when `descriptor` is an index.
+    pub fn read_image(
+        &self,
+        descriptor: &Descriptor,
+    ) -> Result<Option<(Manifest, ImageConfig)>, StoreError> {
+        match self.read_manifest(descriptor)? {
+            AnyManifest::Image(manifest) => {
+                let config = self.read_config(&manifest.config.digest)?;
+                check_layer_count(&descriptor.digest, &manifest, &config)?;
+                Ok(Some((manifest, config)))
+            }
+            AnyManifest::Index(_) => Ok(None),
+        }
+    }
+
     /// Reads and validates an image config blob.
     pub fn read_config(&self, digest: &Digest) -> Result<ImageConfig, StoreError> {
         let bytes = self.read_blob(digest)?;
@@ -78,6 +94,14 @@ impl Store {
             }
             (_, mt) => mt,
         };
+        let manifest_digest = Digest::sha256_of(manifest);
+        if let AnyManifest::Image(m) = &parsed {
+            if m.is_image() {
+                // Checked before the manifest lands, so that a refused image leaves no trace.
+                let config = self.read_config(&m.config.digest)?;
+                check_layer_count(&manifest_digest, m, &config)?;
+            }
+        }
         let mut descriptor = self.put_blob(manifest, media_type)?;
         if let AnyManifest::Image(m) = &parsed {
             if m.is_image() {
@@ -141,6 +165,7 @@ impl Store {
             match self.read_manifest(&descriptor)? {
                 AnyManifest::Image(manifest) => {
                     let config = self.read_config(&manifest.config.digest)?;
+                    check_layer_count(&descriptor.digest, &manifest, &config)?;
                     return Ok((descriptor, manifest, config));
                 }
                 AnyManifest::Index(index) => {
@@ -182,4 +207,23 @@ impl Store {
 /// The image name of an `index.json` entry.
 pub(crate) fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str)
+}
+
+/// An image whose config lists more or fewer diffIDs than its manifest lists layers cannot have
+/// its layers verified, and whatever is built on it is corrupt (`umoci`: "diffid mismatch").
+fn check_layer_count(
+    manifest_digest: &Digest,
+    manifest: &Manifest,
+    config: &ImageConfig,
+) -> Result<(), StoreError> {
+    let (layers, diff_ids) = (manifest.layers.len(), config.rootfs.diff_ids.len());
+    if layers == diff_ids {
+        return Ok(());
+    }
+    Err(StoreError::LayerCountMismatch {
+        manifest: manifest_digest.clone(),
+        config: manifest.config.digest.clone(),
+        layers,
+        diff_ids,
+    })
 }

@@ -64,6 +64,9 @@ fn digest_mismatch_leaves_nothing() {
     let err = w.commit(Some(&wrong), None).unwrap_err();
     assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
     assert!(err.to_string().contains(&wrong.to_string()));
+    // "got" is the digest of what was written (issue #12, item 8), never that of empty input.
+    let got = Digest::sha256_of(b"actual content");
+    assert!(err.to_string().contains(&format!("got {got}")), "{err}");
     assert!(!store.has_blob(&wrong));
     assert!(!store.has_blob(&Digest::sha256_of(b"actual content")));
     assert!(blob_files(&store).is_empty(), "{:?}", blob_files(&store));
@@ -89,6 +92,15 @@ fn size_mismatch_leaves_nothing() {
             }
         ),
         "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&Digest::sha256_of(data).to_string()),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&Digest::sha256_of(b"").to_string()),
+        "{message}"
     );
     assert!(blob_files(&store).is_empty());
 }

@@ -65,11 +65,7 @@ fn put_image_refuses_bad_input() {
 
     // A manifest whose layer is not in the store is refused and not named.
     let mut missing = manifest.clone();
-    missing.layers.push(Descriptor::new(
-        MediaType::OciLayerGzip,
-        Digest::sha256_of(b"absent"),
-        6,
-    ));
+    missing.layers[0] = Descriptor::new(MediaType::OciLayerGzip, Digest::sha256_of(b"absent"), 6);
     let err = store
         .put_image(
             "missing",
@@ -260,4 +256,69 @@ fn docker_archive_of_a_truncated_blob_fails_instead_of_lying() {
         .export_docker_archive(&["nope"], Vec::new())
         .unwrap_err();
     assert!(matches!(err, StoreError::ImageNotFound(_)), "{err}");
+}
+
+/// Issue #12, item 6: a config with fewer (or more) diffIDs than the manifest has layers.
+#[test]
+fn an_image_whose_config_and_layers_disagree_in_number_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (_, honest) = common::put_test_image(&store, "honest", "x");
+    let config = store.read_config(&honest.config.digest).unwrap();
+    for diff_ids in [0, 2] {
+        let mut forged = config.clone();
+        forged.rootfs.diff_ids = vec![config.rootfs.diff_ids[0].clone(); diff_ids];
+        let forged_config = store
+            .put_blob(&forged.to_canonical_json(), MediaType::OciConfig)
+            .unwrap();
+        let mut manifest = honest.clone();
+        manifest.config = forged_config.clone();
+        let bytes = manifest.to_canonical_json();
+        let manifest_digest = Digest::sha256_of(&bytes);
+        let err = store
+            .put_image("forged", &bytes, MediaType::OciManifest)
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::LayerCountMismatch { layers: 1, diff_ids: n, .. } if n == diff_ids),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&manifest_digest.to_string()), "{message}");
+        assert!(
+            message.contains(&forged_config.digest.to_string()),
+            "{message}"
+        );
+        // Nothing looks valid: no name, and not even the manifest blob.
+        assert!(matches!(
+            store.get_image("forged"),
+            Err(StoreError::ImageNotFound(_))
+        ));
+        assert!(!store.has_blob(&manifest_digest));
+
+        // A forged image already in a layout (written by something else) is refused on read.
+        let descriptor = store.put_blob(&bytes, MediaType::OciManifest).unwrap();
+        let err = store.read_image(&descriptor).unwrap_err();
+        assert!(
+            matches!(err, StoreError::LayerCountMismatch { .. }),
+            "{err:?}"
+        );
+        let raw = std::fs::read(dir.path().join("index.json")).unwrap();
+        let mut index = Index::from_json(&raw).unwrap();
+        let mut named = descriptor.clone();
+        named
+            .annotations
+            .insert(ANNOTATION_REF_NAME.into(), "planted".into());
+        index.manifests.push(named);
+        std::fs::write(dir.path().join("index.json"), index.to_canonical_json()).unwrap();
+        let err = store.get_image("planted").unwrap_err();
+        assert!(
+            matches!(err, StoreError::LayerCountMismatch { .. }),
+            "{err:?}"
+        );
+        assert!(store.remove_image("planted").unwrap());
+    }
+    assert!(store
+        .read_image(&store.resolve("honest").unwrap())
+        .unwrap()
+        .is_some());
 }

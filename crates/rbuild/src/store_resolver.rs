@@ -1,6 +1,7 @@
 //! Base images for the planner: from the local content store, else (when the builder has a
 //! [`Remote`]) pulled into it first.
 
+use crate::error::BuildError;
 use crate::remote::Remote;
 use rbuild_oci::{Descriptor, ImageConfig, Manifest, Platform, Reference};
 use rbuild_plan::{BaseImage, BaseResolver, Resolution};
@@ -37,12 +38,9 @@ pub(crate) fn find_image(
     }) else {
         return named;
     };
-    match store.read_manifest(&descriptor)? {
-        rbuild_oci::AnyManifest::Image(manifest) => {
-            let config = store.read_config(&manifest.config.digest)?;
-            Ok((descriptor, manifest, config))
-        }
-        rbuild_oci::AnyManifest::Index(_) => named,
+    match store.read_image(&descriptor)? {
+        Some((manifest, config)) => Ok((descriptor, manifest, config)),
+        None => named,
     }
 }
 
@@ -99,12 +97,40 @@ impl BaseResolver for StoreResolver<'_> {
                 "not in the local store ({e}) and no registry access configured"
             )),
         };
-        match found {
-            Ok((descriptor, _, config)) => Resolution::Found(Box::new(BaseImage {
+        let checked = found.and_then(|(descriptor, manifest, config)| {
+            check_layer_media_types(self.store, &manifest).map_err(|e| match e {
+                // Its message names the layer already: no "layer: " prefix.
+                BuildError::Layer(e) => e.to_string(),
+                other => other.to_string(),
+            })?;
+            Ok((descriptor, config))
+        });
+        match checked {
+            Ok((descriptor, config)) => Resolution::Found(Box::new(BaseImage {
                 digest: Some(descriptor.digest),
                 config,
             })),
             Err(reason) => Resolution::NotFound(reason),
         }
     }
+}
+
+/// Refuses an image with a layer whose media type is not a layer type or, for the layers the
+/// store holds, does not match the layer's first bytes: a base image that is never unpacked
+/// would otherwise pass such layers into the output image. (Its diffIDs are checked when it is
+/// unpacked.)
+fn check_layer_media_types(store: &Store, manifest: &Manifest) -> Result<(), BuildError> {
+    for layer in &manifest.layers {
+        if store.has_blob(&layer.digest) {
+            let blob = store.open_blob(&layer.digest)?;
+            rbuild_layer::check_layer_media_type(blob, &layer.digest, &layer.media_type)?;
+        } else if rbuild_layer::layer_compression(&layer.media_type).is_none() {
+            return Err(rbuild_layer::LayerError::UnsupportedMediaType {
+                layer: layer.digest.clone(),
+                media_type: layer.media_type.as_str().to_owned(),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }

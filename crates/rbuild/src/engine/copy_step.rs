@@ -96,7 +96,8 @@ impl Env<'_> {
                     .ok_or_else(|| BuildError::Plan(format!("stage {index} was not built")))?;
                 let mut guard = source.frozen.lock().unwrap_or_else(|e| e.into_inner());
                 if guard.is_none() {
-                    *guard = Some(self.materialise(&source.layers)?);
+                    let diff_ids = &source.image.config.rootfs.diff_ids;
+                    *guard = Some(self.materialise(&source.layers, diff_ids)?);
                 }
                 frozen = guard;
                 let label = format!("stage {}", source.label);
@@ -112,13 +113,13 @@ impl Env<'_> {
                 }
             }
             Some(FromSource::Image(reference)) => {
-                let (_, manifest, _) = self
+                let (_, manifest, config) = self
                     .find_image(reference, &rbuild_oci::Platform::host())
                     .map_err(|e| BuildError::BaseImage {
                         reference: reference.clone(),
                         reason: e.to_string(),
                     })?;
-                image_root = self.materialise(&manifest.layers)?;
+                image_root = self.materialise(&manifest.layers, &config.rootfs.diff_ids)?;
                 SourceRoot {
                     dir: image_root.path(),
                     label: format!("image {reference}"),

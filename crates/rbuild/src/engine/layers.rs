@@ -5,7 +5,7 @@ use super::{Env, StageResult};
 use crate::error::BuildError;
 use crate::history;
 use crate::request::ImageFormat;
-use rbuild_layer::{ApplyOptions, ChangeSet};
+use rbuild_layer::ChangeSet;
 use rbuild_oci::{Descriptor, Digest, Reference};
 use rbuild_store::CacheRecord;
 use std::path::Path;
@@ -81,15 +81,7 @@ impl Env<'_> {
     ) -> Result<(), BuildError> {
         if let Some(rootfs) = &stage.rootfs {
             self.ensure_blobs(std::slice::from_ref(&descriptor))?;
-            let blob = self.builder.store.open_blob(&descriptor.digest)?;
-            rbuild_layer::apply_layer(
-                blob,
-                rootfs.path(),
-                &ApplyOptions {
-                    expected_diff_id: Some(diff_id.clone()),
-                    set_owners: true,
-                },
-            )?;
+            self.apply_checked(&descriptor, &diff_id, rootfs.path())?;
         }
         stage.layers.push(descriptor);
         stage.image.config.rootfs.diff_ids.push(diff_id);
@@ -109,12 +101,15 @@ impl Env<'_> {
         if own <= 1 {
             return Ok(());
         }
-        let dir = self.materialise(&stage.layers[..stage.base_layers])?;
+        let dir = self.materialise(
+            &stage.layers[..stage.base_layers],
+            &stage.image.config.rootfs.diff_ids[..stage.base_layers],
+        )?;
         self.ensure_blobs(&stage.layers[stage.base_layers..])?;
         let before = rbuild_layer::TreeScan::scan(dir.path())?;
-        for layer in &stage.layers[stage.base_layers..] {
-            let blob = self.builder.store.open_blob(&layer.digest)?;
-            rbuild_layer::apply_layer(blob, dir.path(), &ApplyOptions::default())?;
+        let own_diff_ids = &stage.image.config.rootfs.diff_ids[stage.base_layers..];
+        for (layer, diff_id) in stage.layers[stage.base_layers..].iter().zip(own_diff_ids) {
+            self.apply_checked(layer, diff_id, dir.path())?;
         }
         let after = rbuild_layer::TreeScan::scan(dir.path())?;
         let changes = rbuild_layer::diff(&before, &after);
@@ -154,23 +149,53 @@ impl Env<'_> {
 
     pub(super) fn ensure_rootfs(&self, stage: &mut StageResult) -> Result<(), BuildError> {
         if stage.rootfs.is_none() {
-            stage.rootfs = Some(self.materialise(&stage.layers)?);
+            let diff_ids = &stage.image.config.rootfs.diff_ids;
+            stage.rootfs = Some(self.materialise(&stage.layers, diff_ids)?);
         }
         Ok(())
     }
 
-    /// Applies `layers` from the store onto a fresh directory.
+    /// Applies `layers` from the store onto a fresh directory, each checked against its media
+    /// type and its entry of `diff_ids` (the image config's) as it is unpacked. A layer that
+    /// is not what the image says fails the build, and the partly unpacked directory is
+    /// removed.
     pub(super) fn materialise(
         &self,
         layers: &[Descriptor],
+        diff_ids: &[Digest],
     ) -> Result<tempfile::TempDir, BuildError> {
+        if layers.len() != diff_ids.len() {
+            // The store refuses such images: this would be a bug in the engine's bookkeeping.
+            return Err(BuildError::Plan(format!(
+                "internal error: {} layers but {} diffIDs to check them against",
+                layers.len(),
+                diff_ids.len()
+            )));
+        }
         self.ensure_blobs(layers)?;
         let dir = self.scratch_dir("rootfs")?;
-        for layer in layers {
-            let blob = self.builder.store.open_blob(&layer.digest)?;
-            rbuild_layer::apply_layer(blob, dir.path(), &ApplyOptions::default())?;
+        for (layer, diff_id) in layers.iter().zip(diff_ids) {
+            self.apply_checked(layer, diff_id, dir.path())?;
         }
         Ok(dir)
+    }
+
+    /// Applies the store's blob `layer` onto `dir`, checked against its media type and
+    /// `diff_id` as it is unpacked (base layers, registry-cache layers and our own alike).
+    fn apply_checked(
+        &self,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        dir: &Path,
+    ) -> Result<(), BuildError> {
+        let blob = self.builder.store.open_blob(&layer.digest)?;
+        let image_layer = rbuild_layer::ImageLayer {
+            digest: &layer.digest,
+            media_type: &layer.media_type,
+            diff_id,
+        };
+        rbuild_layer::apply_image_layer(std::io::BufReader::new(blob), dir, &image_layer, true)?;
+        Ok(())
     }
 
     /// Notes that the registry repository `holder` has the blob `digest` (a registry cache

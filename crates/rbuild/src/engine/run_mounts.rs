@@ -205,11 +205,11 @@ impl Env<'_> {
                 )
             }
             StepInput::Image { reference, .. } => {
-                let (_, manifest, _) = self
+                let (_, manifest, config) = self
                     .find_image(reference, &rbuild_oci::Platform::host())
                     .map_err(|e| format!("image {reference}: {e}"))?;
                 let dir = self
-                    .materialise(&manifest.layers)
+                    .materialise(&manifest.layers, &config.rootfs.diff_ids)
                     .map_err(|e| e.to_string())?;
                 let root = dir.path().to_path_buf();
                 held.push(dir);
@@ -288,7 +288,7 @@ impl Env<'_> {
     pub(super) fn stage_root(&self, result: &StageResult) -> Result<PathBuf, BuildError> {
         let mut guard = result.frozen.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            *guard = Some(self.materialise(&result.layers)?);
+            *guard = Some(self.materialise(&result.layers, &result.image.config.rootfs.diff_ids)?);
         }
         Ok(guard
             .as_ref()
