@@ -74,4 +74,4 @@ pub use overlay::changes_from_overlay_upper;
 pub use rbuild_oci::Compression;
 pub use scan::{diff, FileMeta, TreeScan};
 pub use write::{docker_media_type, media_type, LayerInfo, LayerOptions, LayerWriter};
-pub use xattrs::{is_overlay_xattr, Xattrs};
+pub use xattrs::{is_overlay_xattr, Xattrs, LAYER_XATTR};

@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Extended attributes of one file: (name, value), sorted by name.
@@ -37,11 +36,17 @@ pub(crate) fn read_all(path: &Path) -> io::Result<Xattrs> {
     Ok(out)
 }
 
-/// The attributes of `path` that a layer keeps: all but overlayfs' own.
+/// The one extended attribute a layer keeps, as BuildKit's layers do: containerd's
+/// `archive/tar.go` `(*ChangeWriter).HandleChange` records `security.capability` alone
+/// (`user.*`, `trusted.*` and other `security.*` attributes, and overlayfs' own, never reach
+/// a layer).
+pub const LAYER_XATTR: &str = "security.capability";
+
+/// The attributes of `path` that a layer keeps: [`LAYER_XATTR`], when set.
 pub(crate) fn read_kept(path: &Path) -> io::Result<Xattrs> {
-    let mut all = read_all(path)?;
-    all.retain(|(name, _)| !is_overlay_xattr(name.as_bytes()));
-    Ok(all)
+    Ok(get(path, LAYER_XATTR)?
+        .map(|value| vec![(OsString::from(LAYER_XATTR), value)])
+        .unwrap_or_default())
 }
 
 /// The value of one attribute of `path` (not following symlinks), if set.

@@ -29,7 +29,8 @@ pub struct Node {
     pub hardlink_group: Option<PathBuf>,
 }
 
-/// Everything under `root` (not `root`), never following symlinks. Overlay xattrs are left out.
+/// Everything under `root` (not `root`), never following symlinks. Of the xattrs, only the one
+/// a layer carries (`security.capability`) is read.
 pub fn snapshot(root: &Path, with_mtimes: bool) -> BTreeMap<PathBuf, Node> {
     let mut out = BTreeMap::new();
     let mut inodes: BTreeMap<(u64, u64), Vec<PathBuf>> = BTreeMap::new();
@@ -66,7 +67,8 @@ pub fn snapshot(root: &Path, with_mtimes: bool) -> BTreeMap<PathBuf, Node> {
             let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = xattr::list(&full)
                 .map(|names| {
                     names
-                        .filter(|n| !rbuild_layer::is_overlay_xattr(n.as_bytes()))
+                        // What a layer carries (BuildKit's rule): security.capability alone.
+                        .filter(|n| n.as_bytes() == rbuild_layer::LAYER_XATTR.as_bytes())
                         .filter_map(|n| {
                             xattr::get(&full, &n)
                                 .unwrap()

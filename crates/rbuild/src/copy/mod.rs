@@ -352,11 +352,11 @@ fn copy_entry(
     Ok(())
 }
 
-/// The one extended attribute a BuildKit layer carries: containerd's tar writer
-/// (`archive/tar.go`, `ChangeWriter.HandleChange`, which BuildKit's `util/overlay`
-/// `WriteUpperdir` and its walking differ feed) writes `security.capability` and no other, so
-/// the `user.*`, `trusted.*` and other xattrs fsutil transfers and copies never reach the image.
-pub const LAYER_XATTR: &str = "security.capability";
+/// The one extended attribute a BuildKit layer carries (see [`rbuild_layer::LAYER_XATTR`]:
+/// containerd's tar writer, which BuildKit's `util/overlay` `WriteUpperdir` and its walking
+/// differ feed, writes `security.capability` and no other), so the `user.*`, `trusted.*` and
+/// other xattrs fsutil transfers and copies never reach the image.
+pub use rbuild_layer::LAYER_XATTR;
 
 /// Copies the xattr a layer keeps ([`LAYER_XATTR`]) from `from` to `to`. One that cannot be
 /// set here (no privilege, a file system without xattrs) is skipped with a warning rather than
