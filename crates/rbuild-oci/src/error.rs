@@ -2,7 +2,11 @@
 
 /// Everything that can be wrong with an OCI value: a malformed digest, reference, platform or
 /// media type, undecodable JSON, or a decoded document that fails `validate()`.
+///
+/// Each variant's `Display` is complete and none has a `source()`, so printing the error as a
+/// chain shows every cause once.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OciError {
     /// A digest string does not follow the OCI grammar `algorithm:encoded`.
     #[error("invalid digest {input:?}: {reason}")]
@@ -29,13 +33,22 @@ pub enum OciError {
         reason: String,
     },
     /// A JSON document could not be decoded.
-    #[error("cannot decode {what}: {source}")]
+    #[error("cannot decode {what}: {error}")]
     Json {
         /// Which kind of document (for example `image manifest`).
         what: &'static str,
-        /// The decoder's error, with line and column.
-        #[source]
-        source: serde_json::Error,
+        /// The decoder's error, with line and column (shown in this error's message).
+        error: serde_json::Error,
+    },
+    /// A document is larger than its limit; it was not decoded.
+    #[error("{what} of {size} bytes is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// Which kind of document (for example `image config`).
+        what: &'static str,
+        /// Its size (as read so far, or as its descriptor says).
+        size: u64,
+        /// The limit ([`crate::MAX_MANIFEST_BYTES`] or [`crate::MAX_CONFIG_BYTES`]).
+        limit: u64,
     },
     /// A decoded document breaks a rule of the OCI or Docker specification.
     #[error("invalid {what}: {reason}")]
