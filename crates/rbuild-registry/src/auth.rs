@@ -201,7 +201,7 @@ async fn fetch_token(
     })?;
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        let codes = ErrorCode::parse_body(&response.bytes().await.unwrap_or_default());
+        let codes = ErrorCode::parse_body(&crate::body::read_error_body(response).await);
         let reason = match found {
             Some(f) => format!(
                 "the token server {realm_shown} rejected the credentials from {}",
@@ -223,7 +223,7 @@ async fn fetch_token(
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| crate::retry::parse_retry_after(v, std::time::SystemTime::now()));
-        let codes = ErrorCode::parse_body(&response.bytes().await.unwrap_or_default());
+        let codes = ErrorCode::parse_body(&crate::body::read_error_body(response).await);
         return Err(RegistryError::Status {
             status: status.as_u16(),
             registry: registry.to_owned(),
@@ -232,11 +232,17 @@ async fn fetch_token(
             retry_after,
         });
     }
-    let body = response.bytes().await.map_err(|e| RegistryError::Connect {
-        registry: registry.to_owned(),
-        action: format!("{action} (token from {realm_shown})"),
-        cause: describe_send_error(&e).0,
-    })?;
+    let token_action = format!("{action} (token from {realm_shown})");
+    let body = crate::body::read_limited(
+        response,
+        crate::body::MAX_TOKEN_RESPONSE_BYTES,
+        &crate::body::BodyLabel {
+            registry,
+            action: &token_action,
+            what: "token answer",
+        },
+    )
+    .await?;
     let answer: TokenAnswer =
         serde_json::from_slice(&body).map_err(|e| RegistryError::InvalidResponse {
             registry: registry.to_owned(),

@@ -84,10 +84,10 @@ impl ConfigFile {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
+            Err(error) => {
                 return Err(CredentialError::Read {
                     path: path.to_owned(),
-                    source,
+                    error,
                 })
             }
         };
@@ -214,9 +214,9 @@ pub fn write_login(
     password: &Secret,
     helper_dir: Option<&Path>,
 ) -> Result<(), CredentialError> {
-    let write_err = |source| CredentialError::Write {
+    let write_err = |error| CredentialError::Write {
         path: path.to_owned(),
-        source,
+        error,
     };
     let mut document: serde_json::Value = match std::fs::read_to_string(path) {
         Ok(text) if !text.trim().is_empty() => {
@@ -229,10 +229,10 @@ pub fn write_login(
         }
         Ok(_) => serde_json::json!({}),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
-        Err(source) => {
+        Err(error) => {
             return Err(CredentialError::Read {
                 path: path.to_owned(),
-                source,
+                error,
             })
         }
     };
