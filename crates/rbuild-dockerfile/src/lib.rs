@@ -75,7 +75,7 @@ pub use model::{
 pub use run_script::RunScript;
 pub use shell::{
     expand_word, expand_words, go_quote, process as expand_with_options, EmptyEnvironment,
-    Environment, Expanded as WordExpansion, LexOptions, Lookups,
+    Environment, Expanded as WordExpansion, LexOptions, Lookups, MAX_EXPANSION_BYTES,
 };
 pub use span::{Span, Spanned};
 pub use syntax::{parse_syntax, Node, SyntaxTree};
