@@ -1,12 +1,10 @@
 //! Issue 12: a hostile server cannot exhaust the client, and its failures read clearly.
 //!
-//! A small loopback HTTP server answers with canned replies (it plays a registry, a token
+//! A small loopback HTTP server ([`CannedServer`]) answers with canned replies (it plays a registry, a token
 //! server or a file server): endless bodies, announced huge sizes, silence, nested indexes.
 //! Each test asserts what the server saw (e.g. that a refused blob was never requested).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,151 +16,7 @@ use rbuild_registry::{
     CredentialChain, MemoryBlobs, RegistryClient, RegistryError, RegistryOptions, RetryPolicy,
     UrlDownload, MAX_TOKEN_RESPONSE_BYTES,
 };
-
-/// What the canned server sends for one request.
-#[derive(Clone)]
-enum Reply {
-    /// A complete answer.
-    Full {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    },
-    /// `200` with a chunked body that never ends (until the client hangs up).
-    Endless { status: u16 },
-    /// `200` announcing `length` bytes, then nothing: the client must refuse it unread.
-    Announce { length: u64 },
-    /// Reads the request and never answers.
-    Silent,
-}
-
-impl Reply {
-    fn ok(content_type: &str, body: Vec<u8>) -> Reply {
-        Reply::Full {
-            status: 200,
-            headers: vec![("Content-Type".into(), content_type.into())],
-            body,
-        }
-    }
-
-    fn status(status: u16) -> Reply {
-        Reply::Full {
-            status,
-            headers: vec![],
-            body: vec![],
-        }
-    }
-}
-
-type Handler = dyn Fn(&str, &str) -> Reply + Send + Sync;
-
-/// A loopback HTTP/1.1 server with one connection per request (`Connection: close`).
-struct CannedServer {
-    port: u16,
-    requests: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl CannedServer {
-    fn start(handler: impl Fn(&str, &str) -> Reply + Send + Sync + 'static) -> CannedServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let (seen, stopped) = (requests.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let (handler, seen, stopped) = (handler.clone(), seen.clone(), stopped.clone());
-                std::thread::spawn(move || serve(conn, &*handler, &seen, &stopped));
-            }
-        });
-        CannedServer {
-            port,
-            requests,
-            stop,
-        }
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// `METHOD /path` of every request so far.
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for CannedServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn serve(mut conn: TcpStream, handler: &Handler, seen: &Mutex<Vec<String>>, stop: &AtomicBool) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match conn.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-        // A TLS ClientHello (the client probes HTTPS first on loopback): hang up.
-        if head == [0x16] {
-            return;
-        }
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let mut words = head.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    seen.lock().unwrap().push(format!("{method} {path}"));
-    match handler(method, path) {
-        Reply::Full {
-            status,
-            headers,
-            body,
-        } => {
-            let mut text = format!(
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                body.len()
-            );
-            for (k, v) in headers {
-                text.push_str(&format!("{k}: {v}\r\n"));
-            }
-            text.push_str("\r\n");
-            let _ = conn.write_all(text.as_bytes());
-            if method != "HEAD" {
-                let _ = conn.write_all(&body);
-            }
-        }
-        Reply::Endless { status } => {
-            let _ = conn.write_all(
-                format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            );
-            let chunk = vec![b'['; 64 << 10];
-            let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
-            frame.extend_from_slice(&chunk);
-            frame.extend_from_slice(b"\r\n");
-            while !stop.load(Ordering::SeqCst) && conn.write_all(&frame).is_ok() {}
-        }
-        Reply::Announce { length } => {
-            let _ = conn.write_all(
-                format!("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n").as_bytes(),
-            );
-            while !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        Reply::Silent => {
-            while !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
+use rbuild_testkit::{CannedServer, Reply};
 
 fn options(read_timeout: Duration, max_retries: u32) -> RegistryOptions {
     RegistryOptions {
@@ -235,6 +89,7 @@ fn registry_of(documents: Vec<(String, &'static str, Vec<u8>)>) -> CannedServer 
         }
         Reply::status(404)
     })
+    .unwrap()
 }
 
 fn reference(host: &str, tag: &str) -> Reference {
@@ -282,7 +137,8 @@ async fn a_manifest_announced_at_one_gib_is_refused_unread() {
     let server = CannedServer::start(|_, path| match path {
         "/v2/" => Reply::status(200),
         _ => Reply::Announce { length: 1 << 30 },
-    });
+    })
+    .unwrap();
     let started = Instant::now();
     let error = client()
         .fetch_manifest(&reference(&server.host(), "v1"))
@@ -307,7 +163,8 @@ async fn an_endless_manifest_is_cut_off_at_the_limit() {
     let server = CannedServer::start(|_, path| match path {
         "/v2/" => Reply::status(200),
         _ => Reply::Endless { status: 200 },
-    });
+    })
+    .unwrap();
     let error = client()
         .fetch_manifest(&reference(&server.host(), "v1"))
         .await
@@ -335,7 +192,8 @@ async fn an_endless_token_answer_is_cut_off_at_the_limit() {
             )],
             body: vec![],
         }
-    });
+    })
+    .unwrap();
     *port.lock().unwrap() = server.port;
     let error = client()
         .fetch_manifest(&reference(&server.host(), "v1"))
@@ -353,7 +211,8 @@ async fn an_endless_error_body_still_gives_the_status_at_once() {
     let server = CannedServer::start(|_, path| match path {
         "/v2/" => Reply::status(200),
         _ => Reply::Endless { status: 404 },
-    });
+    })
+    .unwrap();
     let started = Instant::now();
     let error = client()
         .fetch_manifest(&reference(&server.host(), "v1"))
@@ -369,7 +228,7 @@ async fn an_endless_error_body_still_gives_the_status_at_once() {
 
 #[tokio::test]
 async fn a_silent_server_fails_the_download_within_the_read_timeout() {
-    let server = CannedServer::start(|_, _| Reply::Silent);
+    let server = CannedServer::start(|_, _| Reply::Silent).unwrap();
     let client = RegistryClient::new(
         options(Duration::from_millis(300), 1),
         CredentialChain::empty(),
@@ -401,7 +260,7 @@ async fn a_silent_server_fails_the_download_within_the_read_timeout() {
 
 #[tokio::test]
 async fn an_endless_download_hits_the_size_limit() {
-    let server = CannedServer::start(|_, _| Reply::Endless { status: 200 });
+    let server = CannedServer::start(|_, _| Reply::Endless { status: 200 }).unwrap();
     let mut file = tempfile::tempfile().unwrap();
     let url = format!("http://{}/endless", server.host());
     let error = client()
@@ -423,7 +282,7 @@ async fn an_endless_download_hits_the_size_limit() {
 
 #[tokio::test]
 async fn a_download_announced_above_the_limit_is_refused_unread() {
-    let server = CannedServer::start(|_, _| Reply::Announce { length: 1 << 40 });
+    let server = CannedServer::start(|_, _| Reply::Announce { length: 1 << 40 }).unwrap();
     let mut file = tempfile::tempfile().unwrap();
     let url = format!("http://{}/huge", server.host());
     let started = Instant::now();
@@ -457,7 +316,8 @@ async fn a_download_streams_to_the_file_follows_redirects_and_hashes() {
             )],
             body: served.clone(),
         },
-    });
+    })
+    .unwrap();
     let mut file = tempfile::tempfile().unwrap();
     let url = format!("http://{}/start", server.host());
     let got = client()
@@ -503,7 +363,8 @@ async fn a_blob_longer_than_its_descriptor_reports_no_digest_of_empty_input() {
             // 100 KiB for a 10-byte blob, in one chunk.
             Reply::ok("application/octet-stream", vec![b'z'; 100 << 10])
         }
-    });
+    })
+    .unwrap();
     let error = client()
         .fetch_blob(
             &reference(&server.host(), "v1"),
