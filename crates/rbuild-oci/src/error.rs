@@ -33,11 +33,15 @@ pub enum OciError {
         reason: String,
     },
     /// A JSON document could not be decoded.
-    #[error("cannot decode {what}: {error}")]
+    #[error(
+        "cannot decode {what}: {}",
+        crate::truncate_for_message(&error.to_string(), crate::MAX_MESSAGE_INPUT_CHARS)
+    )]
     Json {
         /// Which kind of document (for example `image manifest`).
         what: &'static str,
-        /// The decoder's error, with line and column (shown in this error's message).
+        /// The decoder's error, with line and column (shown in this error's message, cut
+        /// short: it may quote the document).
         error: serde_json::Error,
     },
     /// A document is larger than its limit; it was not decoded.

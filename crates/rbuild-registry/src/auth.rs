@@ -144,7 +144,9 @@ async fn fetch_token(
     found: Option<&FoundCredential>,
     missing: &str,
 ) -> Result<(Secret, Duration), RegistryError> {
-    let realm_shown = redact_url(realm);
+    let realm_shown =
+        rbuild_oci::truncate_for_message(&redact_url(realm), rbuild_oci::MAX_MESSAGE_INPUT_CHARS)
+            .into_owned();
     let request = match found.map(|f| &f.credential) {
         Some(Credential::IdentityToken(refresh)) => {
             let mut form: Vec<(&str, &str)> = vec![

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use rbuild_oci::Digest;
+use rbuild_oci::{truncate_for_message, Digest, MAX_MESSAGE_INPUT_CHARS};
 
 use crate::credentials::CredentialError;
 
@@ -71,10 +71,13 @@ impl fmt::Display for CodesSuffix<'_> {
             if i > 0 {
                 f.write_str("; ")?;
             }
+            // A registry's text, cut short: a hostile one could send 64 KiB of it.
+            let code = truncate_for_message(&c.code, MAX_MESSAGE_INPUT_CHARS);
             if c.message.is_empty() {
-                write!(f, "{}", c.code)?;
+                write!(f, "{code}")?;
             } else {
-                write!(f, "{}: {}", c.code, c.message)?;
+                let message = truncate_for_message(&c.message, MAX_MESSAGE_INPUT_CHARS);
+                write!(f, "{code}: {message}")?;
             }
         }
         f.write_str(")")
@@ -297,6 +300,24 @@ mod tests {
         assert!(!e.is_retryable());
         assert_eq!(e.codes()[0].code, "MANIFEST_BLOB_UNKNOWN");
         assert!(ErrorCode::parse_body(b"<html>").is_empty());
+    }
+
+    #[test]
+    fn long_registry_messages_are_cut_short() {
+        let body = format!(
+            r#"{{"errors":[{{"code":"DENIED","message":"{}"}}]}}"#,
+            "m".repeat(60_000)
+        );
+        let e = RegistryError::Status {
+            status: 400,
+            registry: "r".into(),
+            action: "a".into(),
+            codes: ErrorCode::parse_body(body.as_bytes()),
+            retry_after: None,
+        };
+        let text = e.to_string();
+        assert!(text.len() < 400, "{}", text.len());
+        assert!(text.ends_with("…(59800 more characters))"), "{text}");
     }
 
     #[test]

@@ -165,7 +165,10 @@ impl RegistryClient {
                 action: action.to_owned(),
                 message: format!(
                     "unknown manifest type (Content-Type {:?})",
-                    content_type.unwrap_or_default()
+                    truncate_for_message(
+                        &content_type.unwrap_or_default(),
+                        MAX_MESSAGE_INPUT_CHARS
+                    )
                 ),
             })?,
         };

@@ -445,7 +445,10 @@ fn check_docker_content_digest(
         Err(_) => Err(RegistryError::InvalidResponse {
             registry: session.registry.clone(),
             action: action.to_owned(),
-            message: format!("Docker-Content-Digest {value:?} is not a digest"),
+            message: format!(
+                "Docker-Content-Digest {:?} is not a digest",
+                rbuild_oci::truncate_for_message(value, rbuild_oci::MAX_MESSAGE_INPUT_CHARS)
+            ),
         }),
     }
 }

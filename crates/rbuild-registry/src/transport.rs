@@ -346,13 +346,19 @@ impl Session {
             {
                 format!(
                     "the token from {} for the credentials from {} does not grant {scope}",
-                    crate::secret::redact_url(realm),
+                    rbuild_oci::truncate_for_message(
+                        &crate::secret::redact_url(realm),
+                        rbuild_oci::MAX_MESSAGE_INPUT_CHARS
+                    ),
                     f.source
                 )
             }
             (Some(f), _, Some(Challenge::Bearer { error: Some(e), realm, .. })) => format!(
                 "the registry refused the token from {} for the credentials from {} ({e}: expired or not trusted)",
-                crate::secret::redact_url(realm),
+                rbuild_oci::truncate_for_message(
+                        &crate::secret::redact_url(realm),
+                        rbuild_oci::MAX_MESSAGE_INPUT_CHARS
+                    ),
                 f.source
             ),
             (Some(f), _, _) => format!("the credentials from {} were rejected", f.source),

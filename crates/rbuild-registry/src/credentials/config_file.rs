@@ -103,7 +103,7 @@ impl ConfigFile {
                 path: path.to_owned(),
                 line: e.line(),
                 column: e.column(),
-                message: e.to_string(),
+                message: json_message(&e),
             })?
         };
         Ok(ConfigFile {
@@ -224,7 +224,7 @@ pub fn write_login(
                 path: path.to_owned(),
                 line: e.line(),
                 column: e.column(),
-                message: e.to_string(),
+                message: json_message(&e),
             })?
         }
         Ok(_) => serde_json::json!({}),
@@ -311,4 +311,13 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
         std::io::ErrorKind::AlreadyExists,
         "no free temporary file name",
     ))
+}
+
+/// A JSON error's message without its ` at line L column C` (the error already says where)
+/// and cut short (it may quote the file).
+fn json_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let place = format!(" at line {} column {}", error.line(), error.column());
+    let text = text.strip_suffix(&place).unwrap_or(&text);
+    rbuild_oci::truncate_for_message(text, rbuild_oci::MAX_MESSAGE_INPUT_CHARS).into_owned()
 }
