@@ -16,6 +16,7 @@ const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
 const ADDRESS_SPACE: u64 = 256 << 20;
 
 /// `prlimit` (util-linux) runs a command with a resource limit set by `setrlimit`.
+#[allow(clippy::print_stderr)] // the skip notice
 fn prlimit_or_skip() -> bool {
     let found = Command::new("prlimit")
         .arg("--version")

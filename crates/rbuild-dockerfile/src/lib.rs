@@ -16,7 +16,9 @@
 //! Words stay unexpanded; [`Instruction::expand`] expands exactly the words BuildKit expands
 //! for that instruction, and reports every variable name it looked up, so that a planner can
 //! key a step on exactly the ARG/ENV values it observed. [`expand_word`] and [`expand_words`]
-//! are BuildKit's `ProcessWord` and `ProcessWords`.
+//! are BuildKit's `ProcessWord` and `ProcessWords`. Unlike BuildKit, one instruction expands to
+//! at most [`MAX_EXPANSION_BYTES`] (`ENV expands to more than 1 MiB`), so hostile doubling
+//! cannot exhaust memory.
 //!
 //! ```
 //! use rbuild_dockerfile::{parse, Instruction, CommandForm};

@@ -12,6 +12,10 @@
 //!   upload (one PUT, or PATCH chunks + PUT), several at once, manifest last.
 //! - **Downloads** ([`RegistryClient::download_url`], for `ADD https://…`): the same TLS
 //!   options, timeouts and retries, streamed to a file with a size limit.
+//! - **Limits**: manifests and indexes ([`rbuild_oci::MAX_MANIFEST_BYTES`]), configs
+//!   ([`rbuild_oci::MAX_CONFIG_BYTES`], refused by their descriptor before being fetched), token
+//!   answers ([`MAX_TOKEN_RESPONSE_BYTES`]) and error bodies ([`MAX_ERROR_BODY_BYTES`]) are
+//!   never read past their limit; index nesting stops at [`MAX_INDEX_NESTING`].
 //! - **Retries** ([`RetryPolicy`]) on connection errors, 5xx and 429 (`Retry-After`), never
 //!   on authentication errors; every failure is a [`RegistryError`] naming host, action and
 //!   cause, with the registry's status and codes. Credentials are [`Secret`]s and never
