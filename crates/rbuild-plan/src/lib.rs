@@ -48,5 +48,6 @@ pub use key::{
 pub use model::{Base, Plan, PlanWarning, PlannedStage, Step, StepInput};
 pub use planner::{
     clean_abs, normalize_workdir, plan, PlanOptions, DEFAULT_PATH, MAX_ENVIRONMENT_BYTES,
+    MAX_PLAN_RECORDED_BYTES,
 };
 pub use resolver::{BaseImage, BaseResolver, OfflineResolver, Resolution, StaticResolver};

@@ -98,6 +98,9 @@ struct Planner<'a> {
     /// reported as unused.
     consumed: BTreeSet<String>,
     warnings: Vec<PlanWarning>,
+    /// Bytes of ARG/ENV values recorded in the steps so far (kept under
+    /// [`MAX_PLAN_RECORDED_BYTES`]).
+    recorded: usize,
 }
 
 impl<'a> Planner<'a> {
@@ -118,6 +121,7 @@ impl<'a> Planner<'a> {
             global: platform_args(&target_platform, &options.build_platform),
             target_platform,
             consumed: BTreeSet::new(),
+            recorded: 0,
             warnings: Vec::new(),
         }
     }
@@ -606,6 +610,24 @@ impl<'a> Planner<'a> {
         } else {
             Vec::new()
         };
+        // Every step carries the values it observes: a few large values seen by many steps
+        // would multiply without this bound.
+        let step_bytes: usize = observed
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len))
+            .chain(args.iter().map(|(k, v)| k.len() + v.len()))
+            .sum();
+        self.recorded = self.recorded.saturating_add(step_bytes);
+        if self.recorded > MAX_PLAN_RECORDED_BYTES {
+            return Err(PlanError::at(
+                span,
+                format!(
+                    "{}: the ARG and ENV values the steps observe add up to more than {} MiB",
+                    expanded.keyword(),
+                    MAX_PLAN_RECORDED_BYTES >> 20
+                ),
+            ));
+        }
         Ok(Step {
             span,
             onbuild,
@@ -847,6 +869,11 @@ fn record_lookups(
 /// [`MAX_EXPANSION_BYTES`](rbuild_dockerfile::MAX_EXPANSION_BYTES); this bounds the sum, so a
 /// thousand `ENV` lines copying a large value cannot exhaust memory either.
 pub const MAX_ENVIRONMENT_BYTES: usize = 4 << 20;
+
+/// The most bytes of ARG/ENV names and values all the steps of a plan may record together
+/// (64 MiB): each step keeps the values it observes (for its cache key and `rbuild plan`), so
+/// without this bound a few large values seen by thousands of steps would multiply.
+pub const MAX_PLAN_RECORDED_BYTES: usize = 64 << 20;
 
 /// Refuses an environment larger than [`MAX_ENVIRONMENT_BYTES`] after `keyword` at `span`.
 fn check_environment_size(

@@ -2,7 +2,9 @@
 //! line instead of exhausting memory.
 
 use rbuild_oci::Platform;
-use rbuild_plan::{plan, PlanOptions, StaticResolver, MAX_ENVIRONMENT_BYTES};
+use rbuild_plan::{
+    plan, PlanOptions, StaticResolver, MAX_ENVIRONMENT_BYTES, MAX_PLAN_RECORDED_BYTES,
+};
 
 fn plan_error(text: &str) -> String {
     let dockerfile = rbuild_dockerfile::parse(text).expect("parses");
@@ -64,4 +66,31 @@ fn many_copies_of_a_large_value_hit_the_environment_limit() {
     );
     let line: usize = error.split(':').nth(1).unwrap().parse().unwrap();
     assert!(line > 18 && line <= 18 + copies, "{error}");
+}
+
+#[test]
+fn large_args_seen_by_thousands_of_runs_stop_at_the_recorded_limit() {
+    // 3.5 MiB of ARG values (under the environment limit); each RUN records all of them
+    // twice (its observed values and its build args): 2000 RUNs would record 14 GB.
+    let mut text = String::from("FROM scratch\nARG a0=xxxxxxxx\n");
+    for n in 1..=16 {
+        text.push_str(&format!("ARG a{n}=${{a{}}}${{a{}}}\n", n - 1, n - 1));
+    }
+    for c in 0..5 {
+        text.push_str(&format!("ARG c{c}=$a16\n"));
+    }
+    for i in 0..2000 {
+        text.push_str(&format!("RUN true {i}\n"));
+    }
+    let error = plan_error(&text);
+    assert!(
+        error.ends_with(
+            ": RUN: the ARG and ENV values the steps observe add up to more than 64 MiB"
+        ),
+        "{error}"
+    );
+    // The RUNs start on line 24; each records 7 MiB.
+    let line: usize = error.split(':').nth(1).unwrap().parse().unwrap();
+    let runs = MAX_PLAN_RECORDED_BYTES / (7 << 20) + 1;
+    assert!((24..=24 + runs).contains(&line), "{error}");
 }
