@@ -17,6 +17,9 @@ use crate::transport_error::describe_send_error;
 
 /// Tokens are renewed this long before they expire, so a request never races the expiry.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// The longest a token is kept, whatever `expires_in` says (24 hours): a hostile or odd token
+/// server may send `u64::MAX` seconds, which would overflow the clock.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// The lifetime the token spec says to assume when `expires_in` is missing.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -263,7 +266,8 @@ async fn fetch_token(
     let lifetime = answer
         .expires_in
         .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+        .min(MAX_TOKEN_LIFETIME);
     tracing::debug!(registry, scope = %scope, realm = %realm_shown, "obtained registry token");
     Ok((Secret::new(token), lifetime))
 }

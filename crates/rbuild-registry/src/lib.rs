@@ -56,6 +56,7 @@ mod secret;
 mod transport;
 mod transport_error;
 
+pub use auth::MAX_TOKEN_LIFETIME;
 pub use blob::{BlobSink, BlobSource, BlobWrite, DirBlobs, MemoryBlobs};
 pub use body::{MAX_ERROR_BODY_BYTES, MAX_TOKEN_RESPONSE_BYTES};
 pub use challenge::{parse_challenges, preferred_challenge, Challenge};

@@ -207,6 +207,52 @@ async fn an_endless_token_answer_is_cut_off_at_the_limit() {
 }
 
 #[tokio::test]
+async fn a_token_said_to_live_forever_does_not_overflow_the_clock() {
+    let port = Arc::new(Mutex::new(0u16));
+    let shared = port.clone();
+    let manifest = small_manifest("token");
+    let served = manifest.clone();
+    let server = CannedServer::start(move |_, path| {
+        if path.starts_with("/token") {
+            return Reply::ok(
+                "application/json",
+                format!(r#"{{"token":"t","expires_in":{}}}"#, u64::MAX).into_bytes(),
+            );
+        }
+        if path.contains("/manifests/") {
+            // The canned server cannot see headers: after the ping's 401 it serves the
+            // manifest, so the client must have fetched (and cached) a token first.
+            return Reply::ok(OCI_MANIFEST, served.clone());
+        }
+        let realm = format!("http://127.0.0.1:{}/token", shared.lock().unwrap());
+        Reply::Full {
+            status: 401,
+            headers: vec![(
+                "WWW-Authenticate".into(),
+                format!("Bearer realm=\"{realm}\",service=\"canned\""),
+            )],
+            body: vec![],
+        }
+    })
+    .unwrap();
+    *port.lock().unwrap() = server.port;
+    let client = client();
+    for _ in 0..2 {
+        let fetched = client
+            .fetch_manifest(&reference(&server.host(), "v1"))
+            .await
+            .unwrap();
+        assert_eq!(fetched.bytes, manifest);
+    }
+    let tokens = server
+        .requests()
+        .iter()
+        .filter(|r| r.contains("/token"))
+        .count();
+    assert_eq!(tokens, 1, "the token is cached: {:?}", server.requests());
+}
+
+#[tokio::test]
 async fn an_endless_error_body_still_gives_the_status_at_once() {
     let server = CannedServer::start(|_, path| match path {
         "/v2/" => Reply::status(200),
