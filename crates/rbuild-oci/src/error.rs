@@ -9,7 +9,10 @@
 #[non_exhaustive]
 pub enum OciError {
     /// A digest string does not follow the OCI grammar `algorithm:encoded`.
-    #[error("invalid digest {input:?}: {reason}")]
+    #[error(
+        "invalid digest {:?}: {reason}",
+        crate::truncate_for_message(input, crate::MAX_MESSAGE_INPUT_CHARS)
+    )]
     InvalidDigest {
         /// The rejected text.
         input: String,
@@ -17,7 +20,10 @@ pub enum OciError {
         reason: String,
     },
     /// An image reference cannot be parsed.
-    #[error("invalid image reference {input:?}: {reason}")]
+    #[error(
+        "invalid image reference {:?}: {reason}",
+        crate::truncate_for_message(input, crate::MAX_MESSAGE_INPUT_CHARS)
+    )]
     InvalidReference {
         /// The rejected text.
         input: String,
@@ -25,7 +31,10 @@ pub enum OciError {
         reason: String,
     },
     /// A platform string such as `linux/arm64/v8` cannot be parsed.
-    #[error("invalid platform {input:?}: {reason}")]
+    #[error(
+        "invalid platform {:?}: {reason}",
+        crate::truncate_for_message(input, crate::MAX_MESSAGE_INPUT_CHARS)
+    )]
     InvalidPlatform {
         /// The rejected text.
         input: String,

@@ -43,3 +43,20 @@ mod tests {
         assert!(short.ends_with("…(59800 more characters)"), "{short}");
     }
 }
+
+#[cfg(test)]
+mod input_tests {
+    use crate::{Digest, Platform, Reference};
+
+    #[test]
+    fn rejected_inputs_are_quoted_cut_short() {
+        let long = format!("a/{}", "B".repeat(60_000));
+        let e = Reference::parse(&long).unwrap_err().to_string();
+        assert!(e.len() < 400, "{}", e.len());
+        assert!(e.contains("…("), "{e}");
+        let e = Digest::parse(&"x".repeat(60_000)).unwrap_err().to_string();
+        assert!(e.len() < 400, "{}", e.len());
+        let e = Platform::parse(&"/".repeat(60_000)).unwrap_err().to_string();
+        assert!(e.len() < 400, "{}", e.len());
+    }
+}
