@@ -1,8 +1,11 @@
 //! The one line a failed command prints: the error and its causes, each distinct cause once.
 
+use rbuild::oci::{truncate_for_message, MAX_MESSAGE_CHARS};
+
 /// `error: cause: cause…` on one line. Libraries' errors often include their source's text in
 /// their own message *and* return it as `source()`; a cause whose text is already part of the
-/// line is therefore skipped, so nothing is said twice.
+/// line is therefore skipped, so nothing is said twice. Each cause is cut at
+/// [`MAX_MESSAGE_CHARS`] characters (it may quote a hostile input).
 pub fn one_line(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
@@ -13,7 +16,7 @@ pub fn one_line(error: &anyhow::Error) -> String {
         if !line.is_empty() {
             line.push_str(": ");
         }
-        line.push_str(&text);
+        line.push_str(&truncate_for_message(&text, MAX_MESSAGE_CHARS));
     }
     line
 }
@@ -62,5 +65,7 @@ mod tests {
         );
         let error = anyhow::anyhow!("inner cause").context("outer step");
         assert_eq!(one_line(&error), "outer step: inner cause");
+        let error = anyhow::anyhow!("{}", "x".repeat(60_000)).context("long");
+        assert!(one_line(&error).len() < 1100);
     }
 }

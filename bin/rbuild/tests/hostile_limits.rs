@@ -224,3 +224,34 @@ fn assert_no_repeated_phrase(line: &str) {
         );
     }
 }
+
+#[test]
+fn long_inputs_are_cut_short_in_the_error_line() {
+    let n = 10_000;
+    for (name, dockerfile) in [
+        (
+            "nested",
+            format!(
+                "FROM scratch\nENV a={}x{}\n",
+                "${a:-".repeat(n),
+                "}".repeat(n)
+            ),
+        ),
+        (
+            "unknown instruction",
+            format!("FROM scratch\n{} a\n", "X".repeat(60_000)),
+        ),
+        ("stage name", format!("FROM {}:1\n", "a".repeat(60_000))),
+    ] {
+        let scratch = Scratch::new(&dockerfile);
+        let path = scratch.path("context/Dockerfile");
+        let output = Command::new(RBUILD)
+            .args(["plan", "-f", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let line = error_line(&output);
+        assert!(line.len() < 1200, "{name}: a line of {} bytes", line.len());
+        assert!(line.contains("…("), "{name}: {line}");
+        assert!(line.contains("more characters)"), "{name}: {line}");
+    }
+}

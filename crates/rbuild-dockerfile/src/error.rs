@@ -21,13 +21,17 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    /// An error at `span` with `message`.
+    /// An error at `span` with `message` (cut at [`rbuild_oci::MAX_MESSAGE_CHARS`]: messages
+    /// quote the Dockerfile, which may hold a 60 KB word).
     pub fn at(span: Span, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let message =
+            rbuild_oci::truncate_for_message(&message, rbuild_oci::MAX_MESSAGE_CHARS).into_owned();
         ParseError {
             line: span.line,
             column: span.column,
             end_line: span.end_line,
-            message: message.into(),
+            message,
         }
     }
 

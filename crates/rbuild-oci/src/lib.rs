@@ -64,7 +64,7 @@ pub use error::OciError;
 pub use limits::{check_document_size, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
 pub use manifest::{AnyManifest, Index, Manifest};
 pub use media_type::{Compression, MediaType};
-pub use message::{truncate_for_message, MAX_MESSAGE_INPUT_CHARS};
+pub use message::{truncate_for_message, MAX_MESSAGE_CHARS, MAX_MESSAGE_INPUT_CHARS};
 pub use platform::Platform;
 pub use reference::{Reference, DOCKER_HUB};
 

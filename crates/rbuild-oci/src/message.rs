@@ -5,6 +5,10 @@ use std::borrow::Cow;
 /// How many characters of an untrusted input an error message shows before cutting it.
 pub const MAX_MESSAGE_INPUT_CHARS: usize = 200;
 
+/// How many characters a whole error message may have before it is cut: messages that quote
+/// untrusted input at a place that does not cut it itself stay one readable line.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
 /// `text` cut to at most `max_chars` characters, followed by `…` and how many characters were
 /// left out (`${a:-${a:-…(59897 more characters)`). Short text is returned unchanged.
 ///
@@ -56,7 +60,9 @@ mod input_tests {
         assert!(e.contains("…("), "{e}");
         let e = Digest::parse(&"x".repeat(60_000)).unwrap_err().to_string();
         assert!(e.len() < 400, "{}", e.len());
-        let e = Platform::parse(&"/".repeat(60_000)).unwrap_err().to_string();
+        let e = Platform::parse(&"/".repeat(60_000))
+            .unwrap_err()
+            .to_string();
         assert!(e.len() < 400, "{}", e.len());
     }
 }
