@@ -67,27 +67,31 @@ impl RegistryClient {
         &self,
         request: UrlDownload<'_>,
     ) -> Result<DownloadedUrl, RegistryError> {
-        let shown = redact_url(request.url);
-        let parsed = reqwest::Url::parse(request.url)
-            .map_err(|e| RegistryError::Config(format!("URL {shown}: {e}")))?;
+        let shown = rbuild_oci::truncate_for_message(
+            &redact_url(request.url),
+            rbuild_oci::MAX_MESSAGE_INPUT_CHARS,
+        )
+        .into_owned();
+        let invalid = |reason: String| RegistryError::InvalidUrl {
+            url: shown.clone(),
+            reason,
+        };
+        let parsed = reqwest::Url::parse(request.url).map_err(|e| invalid(e.to_string()))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(RegistryError::Config(format!(
-                "URL {shown}: only http and https can be downloaded"
-            )));
+            return Err(invalid("only http and https can be downloaded".to_owned()));
         }
         let host = match (parsed.host_str(), parsed.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_owned(),
-            (None, _) => {
-                return Err(RegistryError::Config(format!("URL {shown}: no host")));
-            }
+            (None, _) => return Err(invalid("no host".to_owned())),
         };
         let options = self.options();
         let http = build_http(options, &options.endpoint(&host, Direction::Pull))?;
         let action = format!("download of {shown}");
         let policy = options.retry;
-        let local = |e: std::io::Error| {
-            RegistryError::Config(format!("writing the download of {shown}: {e}"))
+        let local = |error: std::io::Error| RegistryError::LocalFile {
+            what: format!("writing the download of {shown}"),
+            error,
         };
         let mut attempt = 0u32;
         loop {

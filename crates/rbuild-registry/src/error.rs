@@ -232,6 +232,22 @@ pub enum RegistryError {
         /// The decoder's or validator's error (shown in this error's message).
         error: rbuild_oci::OciError,
     },
+    /// A URL to download cannot be used (not http or https, no host, malformed).
+    #[error("URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL, credentials redacted, cut short.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Writing a download to its local file failed.
+    #[error("{what}: {error}")]
+    LocalFile {
+        /// What was being written, e.g. `the download of http://host/file`.
+        what: String,
+        /// The OS error (shown in this error's message).
+        error: std::io::Error,
+    },
     /// A client option is invalid (e.g. an unreadable CA file).
     #[error("registry option: {0}")]
     Config(String),

@@ -537,3 +537,16 @@ async fn errors_show_each_cause_once_in_a_chain() {
     let text = error.to_string();
     assert_eq!(text.matches("EOF while parsing").count(), 1, "{text}");
 }
+
+#[tokio::test]
+async fn unusable_download_urls_are_named_without_their_credentials() {
+    let mut file = tempfile::tempfile().unwrap();
+    let error = client()
+        .download_url(UrlDownload::new("ftp://user:pw@host.example/f", &mut file))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "URL ftp://<redacted>@host.example/f: only http and https can be downloaded"
+    );
+}
