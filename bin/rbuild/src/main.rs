@@ -10,6 +10,7 @@
 mod args;
 mod build_cmd;
 mod cli;
+mod error_text;
 mod logging;
 mod login_cmd;
 mod plan_cmd;
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
         None => match build(&cli.build) {
             Ok(()) => Ok(()),
             Err(failure) => {
-                eprintln!("error: {:#}", failure.error);
+                eprintln!("error: {}", error_text::one_line(&failure.error));
                 return ExitCode::from(failure.code);
             }
         },
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{err:#}");
+            eprintln!("{}", error_text::one_line(&err));
             ExitCode::from(1)
         }
     }

@@ -21,13 +21,17 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    /// An error at `span` with `message`.
+    /// An error at `span` with `message` (cut at [`rbuild_oci::MAX_MESSAGE_CHARS`]: messages
+    /// quote the Dockerfile, which may hold a 60 KB word).
     pub fn at(span: Span, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let message =
+            rbuild_oci::truncate_for_message(&message, rbuild_oci::MAX_MESSAGE_CHARS).into_owned();
         ParseError {
             line: span.line,
             column: span.column,
             end_line: span.end_line,
-            message: message.into(),
+            message,
         }
     }
 
@@ -45,6 +49,9 @@ impl ParseError {
     }
 }
 
+/// The message of [`ExpandError::too_large`] before the instruction is named.
+const TOO_LARGE: &str = "expands to more than the expansion limit";
+
 /// Word expansion failed (bad substitution, `${V:?msg}` on an unset variable, unterminated
 /// quote, ...). The message is BuildKit's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -59,6 +66,29 @@ impl ExpandError {
     pub fn new(message: impl Into<String>) -> Self {
         ExpandError {
             message: message.into(),
+        }
+    }
+
+    /// The expansion of one instruction grew past [`crate::MAX_EXPANSION_BYTES`].
+    pub(crate) fn too_large() -> Self {
+        ExpandError::new(TOO_LARGE)
+    }
+
+    /// Whether this is [`ExpandError::too_large`], not yet named after its instruction.
+    pub(crate) fn is_too_large(&self) -> bool {
+        self.message == TOO_LARGE
+    }
+
+    /// Names the instruction in a [`ExpandError::too_large`] error
+    /// (`ENV expands to more than 1 MiB`); other errors are returned as they are.
+    pub(crate) fn for_instruction(self, keyword: &str) -> Self {
+        if self.is_too_large() {
+            ExpandError::new(format!(
+                "{keyword} expands to more than {} MiB",
+                crate::MAX_EXPANSION_BYTES >> 20
+            ))
+        } else {
+            self
         }
     }
 

@@ -17,7 +17,9 @@ use crate::model::{
     AddInstruction, ArgDecl, ArgInstruction, CopyInstruction, CopySource, EnvInstruction,
     FromInstruction, Instruction, KeyValue, LabelInstruction, RunInstruction,
 };
-use crate::shell::{process, EmptyEnvironment, Environment, LexOptions, Lookups};
+use crate::shell::{
+    process, EmptyEnvironment, Environment, LexOptions, Lookups, MAX_EXPANSION_BYTES,
+};
 
 /// A value after expansion, with the variable names the expansion looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,8 @@ struct Expander<'a> {
     /// Only lex (unset variables left as written) to find errors that no environment can
     /// fix, such as unterminated quotes; words are returned unchanged.
     check_only: bool,
+    /// Bytes produced so far for this instruction, kept under [`MAX_EXPANSION_BYTES`].
+    produced: usize,
 }
 
 impl<'a> Expander<'a> {
@@ -44,6 +48,7 @@ impl<'a> Expander<'a> {
             escape,
             lookups: Lookups::default(),
             check_only: false,
+            produced: 0,
         }
     }
 
@@ -57,6 +62,10 @@ impl<'a> Expander<'a> {
             return process(w, &EmptyEnvironment, options);
         }
         let e = process(w, self.env, options)?;
+        self.produced = self.produced.saturating_add(e.word.len());
+        if self.produced > MAX_EXPANSION_BYTES {
+            return Err(ExpandError::too_large());
+        }
         self.lookups.merge(e.lookups.clone());
         Ok(e)
     }
@@ -164,7 +173,9 @@ impl Instruction {
         escape: char,
     ) -> Result<Expanded<Instruction>, ExpandError> {
         let mut x = Expander::new(env, escape);
-        let value = self.expand_with(&mut x)?;
+        let value = self
+            .expand_with(&mut x)
+            .map_err(|e| e.for_instruction(self.keyword()))?;
         Ok(Expanded {
             value,
             lookups: x.lookups,
@@ -277,7 +288,7 @@ impl ArgDecl {
         escape: char,
     ) -> Result<Expanded<Option<String>>, ExpandError> {
         let mut x = Expander::new(env, escape);
-        let value = x.opt(&self.default)?;
+        let value = x.opt(&self.default).map_err(|e| e.for_instruction("ARG"))?;
         Ok(Expanded {
             value,
             lookups: x.lookups,
@@ -294,7 +305,9 @@ impl FromInstruction {
         escape: char,
     ) -> Result<Expanded<FromInstruction>, ExpandError> {
         let mut x = Expander::new(env, escape);
-        let value = self.expand_with(&mut x)?;
+        let value = self
+            .expand_with(&mut x)
+            .map_err(|e| e.for_instruction("FROM"))?;
         Ok(Expanded {
             value,
             lookups: x.lookups,

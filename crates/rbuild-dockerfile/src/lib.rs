@@ -16,7 +16,9 @@
 //! Words stay unexpanded; [`Instruction::expand`] expands exactly the words BuildKit expands
 //! for that instruction, and reports every variable name it looked up, so that a planner can
 //! key a step on exactly the ARG/ENV values it observed. [`expand_word`] and [`expand_words`]
-//! are BuildKit's `ProcessWord` and `ProcessWords`.
+//! are BuildKit's `ProcessWord` and `ProcessWords`. Unlike BuildKit, one instruction expands to
+//! at most [`MAX_EXPANSION_BYTES`] (`ENV expands to more than 1 MiB`), so hostile doubling
+//! cannot exhaust memory.
 //!
 //! ```
 //! use rbuild_dockerfile::{parse, Instruction, CommandForm};
@@ -75,7 +77,7 @@ pub use model::{
 pub use run_script::RunScript;
 pub use shell::{
     expand_word, expand_words, go_quote, process as expand_with_options, EmptyEnvironment,
-    Environment, Expanded as WordExpansion, LexOptions, Lookups,
+    Environment, Expanded as WordExpansion, LexOptions, Lookups, MAX_EXPANSION_BYTES,
 };
 pub use span::{Span, Spanned};
 pub use syntax::{parse_syntax, Node, SyntaxTree};

@@ -238,12 +238,13 @@ pub struct History {
 }
 
 impl ImageConfig {
-    /// Decodes and validates an image config.
+    /// Decodes and validates an image config (refused unread above [`crate::MAX_CONFIG_BYTES`]).
     pub fn from_json(bytes: &[u8]) -> Result<ImageConfig, OciError> {
+        crate::check_document_size("image config", bytes.len() as u64, crate::MAX_CONFIG_BYTES)?;
         let config: ImageConfig =
-            serde_json::from_slice(bytes).map_err(|source| OciError::Json {
+            serde_json::from_slice(bytes).map_err(|error| OciError::Json {
                 what: "image config",
-                source,
+                error,
             })?;
         config.validate()?;
         Ok(config)

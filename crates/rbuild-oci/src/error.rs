@@ -2,10 +2,17 @@
 
 /// Everything that can be wrong with an OCI value: a malformed digest, reference, platform or
 /// media type, undecodable JSON, or a decoded document that fails `validate()`.
+///
+/// Each variant's `Display` is complete and none has a `source()`, so printing the error as a
+/// chain shows every cause once.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OciError {
     /// A digest string does not follow the OCI grammar `algorithm:encoded`.
-    #[error("invalid digest {input:?}: {reason}")]
+    #[error(
+        "invalid digest {:?}: {reason}",
+        crate::truncate_for_message(input, crate::MAX_MESSAGE_INPUT_CHARS)
+    )]
     InvalidDigest {
         /// The rejected text.
         input: String,
@@ -13,7 +20,10 @@ pub enum OciError {
         reason: String,
     },
     /// An image reference cannot be parsed.
-    #[error("invalid image reference {input:?}: {reason}")]
+    #[error(
+        "invalid image reference {:?}: {reason}",
+        crate::truncate_for_message(input, crate::MAX_MESSAGE_INPUT_CHARS)
+    )]
     InvalidReference {
         /// The rejected text.
         input: String,
@@ -21,7 +31,10 @@ pub enum OciError {
         reason: String,
     },
     /// A platform string such as `linux/arm64/v8` cannot be parsed.
-    #[error("invalid platform {input:?}: {reason}")]
+    #[error(
+        "invalid platform {:?}: {reason}",
+        crate::truncate_for_message(input, crate::MAX_MESSAGE_INPUT_CHARS)
+    )]
     InvalidPlatform {
         /// The rejected text.
         input: String,
@@ -29,13 +42,26 @@ pub enum OciError {
         reason: String,
     },
     /// A JSON document could not be decoded.
-    #[error("cannot decode {what}: {source}")]
+    #[error(
+        "cannot decode {what}: {}",
+        crate::truncate_for_message(&error.to_string(), crate::MAX_MESSAGE_INPUT_CHARS)
+    )]
     Json {
         /// Which kind of document (for example `image manifest`).
         what: &'static str,
-        /// The decoder's error, with line and column.
-        #[source]
-        source: serde_json::Error,
+        /// The decoder's error, with line and column (shown in this error's message, cut
+        /// short: it may quote the document).
+        error: serde_json::Error,
+    },
+    /// A document is larger than its limit; it was not decoded.
+    #[error("{what} of {size} bytes is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// Which kind of document (for example `image config`).
+        what: &'static str,
+        /// Its size (as read so far, or as its descriptor says).
+        size: u64,
+        /// The limit ([`crate::MAX_MANIFEST_BYTES`] or [`crate::MAX_CONFIG_BYTES`]).
+        limit: u64,
     },
     /// A decoded document breaks a rule of the OCI or Docker specification.
     #[error("invalid {what}: {reason}")]

@@ -8,7 +8,9 @@
 //! - [`Descriptor`], [`Manifest`], [`Index`] (and [`AnyManifest`] for either), [`Platform`]
 //!   with containerd's matching rules;
 //! - [`ImageConfig`], which keeps Docker's `Healthcheck`, `OnBuild`, `Shell` and `ArgsEscaped`;
-//! - [`canonical_json`] for deterministic output, and `validate()` on every document.
+//! - [`canonical_json`] for deterministic output, and `validate()` on every document;
+//! - size limits ([`MAX_MANIFEST_BYTES`], [`MAX_CONFIG_BYTES`]) checked before decoding, and
+//!   [`truncate_for_message`] for quoting untrusted input in errors.
 //!
 //! The types are plain serde structs of our own rather than `oci-spec`'s: one set of types for
 //! OCI and Docker documents, keeping the Docker-only config fields, reading Docker's `null`
@@ -46,8 +48,10 @@ mod config;
 mod descriptor;
 mod digest;
 mod error;
+mod limits;
 mod manifest;
 mod media_type;
+mod message;
 mod null_default;
 mod platform;
 mod reference;
@@ -57,8 +61,10 @@ pub use config::{ContainerConfig, EmptyObject, HealthConfig, History, ImageConfi
 pub use descriptor::Descriptor;
 pub use digest::{Digest, DigestWriter, Sha256Hasher};
 pub use error::OciError;
+pub use limits::{check_document_size, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
 pub use manifest::{AnyManifest, Index, Manifest};
 pub use media_type::{Compression, MediaType};
+pub use message::{truncate_for_message, MAX_MESSAGE_CHARS, MAX_MESSAGE_INPUT_CHARS};
 pub use platform::Platform;
 pub use reference::{Reference, DOCKER_HUB};
 

@@ -36,13 +36,17 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Decodes and validates a manifest.
+    /// Decodes and validates a manifest (refused unread above [`crate::MAX_MANIFEST_BYTES`]).
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, OciError> {
-        let manifest: Manifest =
-            serde_json::from_slice(bytes).map_err(|source| OciError::Json {
-                what: "image manifest",
-                source,
-            })?;
+        crate::check_document_size(
+            "image manifest",
+            bytes.len() as u64,
+            crate::MAX_MANIFEST_BYTES,
+        )?;
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|error| OciError::Json {
+            what: "image manifest",
+            error,
+        })?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -138,11 +142,12 @@ impl Default for Index {
 }
 
 impl Index {
-    /// Decodes and validates an index.
+    /// Decodes and validates an index (refused unread above [`crate::MAX_MANIFEST_BYTES`]).
     pub fn from_json(bytes: &[u8]) -> Result<Index, OciError> {
-        let index: Index = serde_json::from_slice(bytes).map_err(|source| OciError::Json {
+        crate::check_document_size("image index", bytes.len() as u64, crate::MAX_MANIFEST_BYTES)?;
+        let index: Index = serde_json::from_slice(bytes).map_err(|error| OciError::Json {
             what: "image index",
-            source,
+            error,
         })?;
         index.validate()?;
         Ok(index)
@@ -207,6 +212,7 @@ impl AnyManifest {
         bytes: &[u8],
         media_type: Option<&MediaType>,
     ) -> Result<AnyManifest, OciError> {
+        crate::check_document_size("manifest", bytes.len() as u64, crate::MAX_MANIFEST_BYTES)?;
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Probe {
@@ -218,9 +224,9 @@ impl AnyManifest {
             Some(mt) if mt.is_manifest() => false,
             _ => {
                 let probe: Probe =
-                    serde_json::from_slice(bytes).map_err(|source| OciError::Json {
+                    serde_json::from_slice(bytes).map_err(|error| OciError::Json {
                         what: "manifest",
-                        source,
+                        error,
                     })?;
                 match probe.media_type {
                     Some(mt) if mt.is_index() => true,

@@ -27,9 +27,12 @@ pub enum PlanError {
 impl PlanError {
     /// An error located at `span`.
     pub fn at(span: Span, message: impl Into<String>) -> Self {
+        // Messages quote the Dockerfile and base images, which may hold a 60 KB word.
+        let message = message.into();
         PlanError::At {
             span,
-            message: message.into(),
+            message: rbuild_oci::truncate_for_message(&message, rbuild_oci::MAX_MESSAGE_CHARS)
+                .into_owned(),
         }
     }
 

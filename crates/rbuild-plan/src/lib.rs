@@ -46,5 +46,8 @@ pub use key::{
     KeyEncoder, KEY_VERSION,
 };
 pub use model::{Base, Plan, PlanWarning, PlannedStage, Step, StepInput};
-pub use planner::{clean_abs, normalize_workdir, plan, PlanOptions, DEFAULT_PATH};
+pub use planner::{
+    clean_abs, normalize_workdir, plan, PlanOptions, DEFAULT_PATH, MAX_ENVIRONMENT_BYTES,
+    MAX_PLAN_RECORDED_BYTES,
+};
 pub use resolver::{BaseImage, BaseResolver, OfflineResolver, Resolution, StaticResolver};

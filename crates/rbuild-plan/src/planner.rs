@@ -98,6 +98,9 @@ struct Planner<'a> {
     /// reported as unused.
     consumed: BTreeSet<String>,
     warnings: Vec<PlanWarning>,
+    /// Bytes of ARG/ENV values recorded in the steps so far (kept under
+    /// [`MAX_PLAN_RECORDED_BYTES`]).
+    recorded: usize,
 }
 
 impl<'a> Planner<'a> {
@@ -118,6 +121,7 @@ impl<'a> Planner<'a> {
             global: platform_args(&target_platform, &options.build_platform),
             target_platform,
             consumed: BTreeSet::new(),
+            recorded: 0,
             warnings: Vec::new(),
         }
     }
@@ -526,6 +530,7 @@ impl<'a> Planner<'a> {
                     set_var(&mut state.config_env, &pair.key, pair.value.clone());
                     set_var(&mut state.state_env, &pair.key, pair.value.clone());
                 }
+                check_environment_size(&state.state_env, span, "ENV")?;
             }
             Instruction::Run(run) => {
                 layer = true;
@@ -605,6 +610,24 @@ impl<'a> Planner<'a> {
         } else {
             Vec::new()
         };
+        // Every step carries the values it observes: a few large values seen by many steps
+        // would multiply without this bound.
+        let step_bytes: usize = observed
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len))
+            .chain(args.iter().map(|(k, v)| k.len() + v.len()))
+            .sum();
+        self.recorded = self.recorded.saturating_add(step_bytes);
+        if self.recorded > MAX_PLAN_RECORDED_BYTES {
+            return Err(PlanError::at(
+                span,
+                format!(
+                    "{}: the ARG and ENV values the steps observe add up to more than {} MiB",
+                    expanded.keyword(),
+                    MAX_PLAN_RECORDED_BYTES >> 20
+                ),
+            ));
+        }
         Ok(Step {
             span,
             onbuild,
@@ -632,11 +655,12 @@ impl<'a> Planner<'a> {
             self.consumed.insert(decl.name.clone());
             let value = if let Some(v) = self.options.build_args.get(&decl.name) {
                 Some(v.clone())
-            } else if let Some(default) = &decl.default {
-                let (v, lookups) = expand_word(default, &state.state_env, self.escape)
+            } else if decl.default.is_some() {
+                let expanded = decl
+                    .expand_default(&state.state_env, self.escape)
                     .map_err(|e| PlanError::Parse(e.at(span)))?;
-                record_lookups(observed, &lookups, &state.state_env);
-                Some(v)
+                record_lookups(observed, &expanded.lookups, &state.state_env);
+                expanded.value
             } else {
                 self.global
                     .iter()
@@ -648,6 +672,7 @@ impl<'a> Planner<'a> {
                 set_var(&mut state.state_env, &decl.name, value.clone());
                 set_var(&mut state.args, &decl.name, value.clone());
             }
+            check_environment_size(&state.state_env, span, "ARG")?;
             observed.insert(decl.name.clone(), value.clone());
             resolved.push(ArgDecl {
                 name: decl.name.clone(),
@@ -837,6 +862,36 @@ fn record_lookups(
     for name in &lookups.missing {
         observed.entry(name.clone()).or_insert(None);
     }
+}
+
+/// The most bytes of names and values a stage's environment (its ARGs and ENVs) may hold:
+/// 4 MiB. Each instruction expands to at most
+/// [`MAX_EXPANSION_BYTES`](rbuild_dockerfile::MAX_EXPANSION_BYTES); this bounds the sum, so a
+/// thousand `ENV` lines copying a large value cannot exhaust memory either.
+pub const MAX_ENVIRONMENT_BYTES: usize = 4 << 20;
+
+/// The most bytes of ARG/ENV names and values all the steps of a plan may record together
+/// (64 MiB): each step keeps the values it observes (for its cache key and `rbuild plan`), so
+/// without this bound a few large values seen by thousands of steps would multiply.
+pub const MAX_PLAN_RECORDED_BYTES: usize = 64 << 20;
+
+/// Refuses an environment larger than [`MAX_ENVIRONMENT_BYTES`] after `keyword` at `span`.
+fn check_environment_size(
+    env: &[(String, String)],
+    span: Span,
+    keyword: &str,
+) -> Result<(), PlanError> {
+    let total: usize = env.iter().map(|(k, v)| k.len() + v.len() + 1).sum();
+    if total > MAX_ENVIRONMENT_BYTES {
+        return Err(PlanError::at(
+            span,
+            format!(
+                "{keyword}: the stage's environment grows past {} MiB",
+                MAX_ENVIRONMENT_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Sets `name` in an ordered environment: replaced in place when present (as BuildKit's

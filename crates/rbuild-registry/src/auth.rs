@@ -17,6 +17,9 @@ use crate::transport_error::describe_send_error;
 
 /// Tokens are renewed this long before they expire, so a request never races the expiry.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// The longest a token is kept, whatever `expires_in` says (24 hours): a hostile or odd token
+/// server may send `u64::MAX` seconds, which would overflow the clock.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// The lifetime the token spec says to assume when `expires_in` is missing.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -144,7 +147,9 @@ async fn fetch_token(
     found: Option<&FoundCredential>,
     missing: &str,
 ) -> Result<(Secret, Duration), RegistryError> {
-    let realm_shown = redact_url(realm);
+    let realm_shown =
+        rbuild_oci::truncate_for_message(&redact_url(realm), rbuild_oci::MAX_MESSAGE_INPUT_CHARS)
+            .into_owned();
     let request = match found.map(|f| &f.credential) {
         Some(Credential::IdentityToken(refresh)) => {
             let mut form: Vec<(&str, &str)> = vec![
@@ -201,7 +206,7 @@ async fn fetch_token(
     })?;
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        let codes = ErrorCode::parse_body(&response.bytes().await.unwrap_or_default());
+        let codes = ErrorCode::parse_body(&crate::body::read_error_body(response).await);
         let reason = match found {
             Some(f) => format!(
                 "the token server {realm_shown} rejected the credentials from {}",
@@ -223,7 +228,7 @@ async fn fetch_token(
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| crate::retry::parse_retry_after(v, std::time::SystemTime::now()));
-        let codes = ErrorCode::parse_body(&response.bytes().await.unwrap_or_default());
+        let codes = ErrorCode::parse_body(&crate::body::read_error_body(response).await);
         return Err(RegistryError::Status {
             status: status.as_u16(),
             registry: registry.to_owned(),
@@ -232,11 +237,17 @@ async fn fetch_token(
             retry_after,
         });
     }
-    let body = response.bytes().await.map_err(|e| RegistryError::Connect {
-        registry: registry.to_owned(),
-        action: format!("{action} (token from {realm_shown})"),
-        cause: describe_send_error(&e).0,
-    })?;
+    let token_action = format!("{action} (token from {realm_shown})");
+    let body = crate::body::read_limited(
+        response,
+        crate::body::MAX_TOKEN_RESPONSE_BYTES,
+        &crate::body::BodyLabel {
+            registry,
+            action: &token_action,
+            what: "token answer",
+        },
+    )
+    .await?;
     let answer: TokenAnswer =
         serde_json::from_slice(&body).map_err(|e| RegistryError::InvalidResponse {
             registry: registry.to_owned(),
@@ -255,7 +266,8 @@ async fn fetch_token(
     let lifetime = answer
         .expires_in
         .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+        .min(MAX_TOKEN_LIFETIME);
     tracing::debug!(registry, scope = %scope, realm = %realm_shown, "obtained registry token");
     Ok((Secret::new(token), lifetime))
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use rbuild_oci::Digest;
+use rbuild_oci::{truncate_for_message, Digest, MAX_MESSAGE_INPUT_CHARS};
 
 use crate::credentials::CredentialError;
 
@@ -46,6 +46,18 @@ impl ErrorCode {
     }
 }
 
+/// ` (announced N bytes)` or nothing.
+struct SizeSuffix(Option<u64>);
+
+impl fmt::Display for SizeSuffix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(size) => write!(f, " ({size} bytes)"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Formats error codes as ` (CODE: message; CODE2: message)`, or nothing.
 struct CodesSuffix<'a>(&'a [ErrorCode]);
 
@@ -59,10 +71,13 @@ impl fmt::Display for CodesSuffix<'_> {
             if i > 0 {
                 f.write_str("; ")?;
             }
+            // A registry's text, cut short: a hostile one could send 64 KiB of it.
+            let code = truncate_for_message(&c.code, MAX_MESSAGE_INPUT_CHARS);
             if c.message.is_empty() {
-                write!(f, "{}", c.code)?;
+                write!(f, "{code}")?;
             } else {
-                write!(f, "{}: {}", c.code, c.message)?;
+                let message = truncate_for_message(&c.message, MAX_MESSAGE_INPUT_CHARS);
+                write!(f, "{code}: {message}")?;
             }
         }
         f.write_str(")")
@@ -71,7 +86,7 @@ impl fmt::Display for CodesSuffix<'_> {
 
 /// Content that does not match its descriptor (boxed in [`RegistryError`] to keep it small).
 #[derive(Debug, thiserror::Error)]
-#[error("{what} from {registry} does not match its descriptor: expected {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)")]
+#[error("{what} from {registry} does not match its descriptor: expected {expected} ({expected_size} bytes), got {}", ActualSuffix(actual, *actual_size))]
 pub struct DigestMismatch {
     /// The registry host.
     pub registry: String,
@@ -81,14 +96,31 @@ pub struct DigestMismatch {
     pub expected: Digest,
     /// The size asked for.
     pub expected_size: u64,
-    /// The digest received.
-    pub actual: Digest,
-    /// The size received.
+    /// The digest received; `None` when the registry sent more bytes than the descriptor
+    /// says and the download was stopped (the digest of a cut-off body means nothing).
+    pub actual: Option<Digest>,
+    /// The size received (for a stopped download: how many bytes had arrived).
     pub actual_size: u64,
 }
 
+/// `sha256:… (N bytes)`, or `more than N bytes (stopped)` for a body cut off at its limit.
+struct ActualSuffix<'a>(&'a Option<Digest>, u64);
+
+impl fmt::Display for ActualSuffix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(digest) => write!(f, "{digest} ({} bytes)", self.1),
+            None => write!(f, "at least {} bytes (download stopped)", self.1),
+        }
+    }
+}
+
 /// Everything that can go wrong talking to a registry. No variant ever holds a credential.
+///
+/// Each variant's `Display` is complete and no variant has a `source()` (the wrapped
+/// [`CredentialError`] is transparent), so printing the error as a chain shows every cause once.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegistryError {
     /// 401 or 403: missing, wrong or insufficient credentials. Never retried.
     #[error(
@@ -161,10 +193,25 @@ pub enum RegistryError {
     NoMatchingPlatform {
         /// The image reference.
         reference: String,
-        /// The platform asked for.
+        /// The platform asked for, with its variant (`linux/arm/v7`).
         platform: String,
-        /// The platforms the index lists.
+        /// The entries the index lists, with variants, nested indexes marked as such
+        /// (`linux/amd64, linux/arm/v7, linux/arm64 (an index)`), or `none`.
         available: String,
+    },
+    /// A document or body is larger than its limit; it was refused before being read whole.
+    #[error("{what} from {registry} for {action} is larger than the limit of {limit} bytes{}", SizeSuffix(*size))]
+    TooLarge {
+        /// The host.
+        registry: String,
+        /// What we were doing.
+        action: String,
+        /// What was too large, e.g. `image config sha256:…` or `body of http://host/file`.
+        what: String,
+        /// The size it announced (or had reached when reading stopped), if known.
+        size: Option<u64>,
+        /// The limit.
+        limit: u64,
     },
     /// Reading the credentials failed.
     #[error(transparent)]
@@ -178,13 +225,28 @@ pub enum RegistryError {
         message: String,
     },
     /// A document could not be decoded or is invalid.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Oci {
         /// Where it came from.
         context: String,
-        /// The decoder's or validator's error.
-        #[source]
-        source: rbuild_oci::OciError,
+        /// The decoder's or validator's error (shown in this error's message).
+        error: rbuild_oci::OciError,
+    },
+    /// A URL to download cannot be used (not http or https, no host, malformed).
+    #[error("URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL, credentials redacted, cut short.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Writing a download to its local file failed.
+    #[error("{what}: {error}")]
+    LocalFile {
+        /// What was being written, e.g. `the download of http://host/file`.
+        what: String,
+        /// The OS error (shown in this error's message).
+        error: std::io::Error,
     },
     /// A client option is invalid (e.g. an unreadable CA file).
     #[error("registry option: {0}")]
@@ -254,6 +316,24 @@ mod tests {
         assert!(!e.is_retryable());
         assert_eq!(e.codes()[0].code, "MANIFEST_BLOB_UNKNOWN");
         assert!(ErrorCode::parse_body(b"<html>").is_empty());
+    }
+
+    #[test]
+    fn long_registry_messages_are_cut_short() {
+        let body = format!(
+            r#"{{"errors":[{{"code":"DENIED","message":"{}"}}]}}"#,
+            "m".repeat(60_000)
+        );
+        let e = RegistryError::Status {
+            status: 400,
+            registry: "r".into(),
+            action: "a".into(),
+            codes: ErrorCode::parse_body(body.as_bytes()),
+            retry_after: None,
+        };
+        let text = e.to_string();
+        assert!(text.len() < 400, "{}", text.len());
+        assert!(text.ends_with("…(59800 more characters))"), "{text}");
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //!   [`BlobSink`], verified by digest as they arrive, resumed with `Range` after a break.
 //! - **Push** ([`RegistryClient::push_image`]): per blob HEAD → cross-repository mount →
 //!   upload (one PUT, or PATCH chunks + PUT), several at once, manifest last.
+//! - **Downloads** ([`RegistryClient::download_url`], for `ADD https://…`): the same TLS
+//!   options, timeouts and retries, streamed to a file with a size limit.
+//! - **Limits**: manifests and indexes ([`rbuild_oci::MAX_MANIFEST_BYTES`]), configs
+//!   ([`rbuild_oci::MAX_CONFIG_BYTES`], refused by their descriptor before being fetched), token
+//!   answers ([`MAX_TOKEN_RESPONSE_BYTES`]) and error bodies ([`MAX_ERROR_BODY_BYTES`]) are
+//!   never read past their limit; index nesting stops at [`MAX_INDEX_NESTING`].
 //! - **Retries** ([`RetryPolicy`]) on connection errors, 5xx and 429 (`Retry-After`), never
 //!   on authentication errors; every failure is a [`RegistryError`] naming host, action and
 //!   cause, with the registry's status and codes. Credentials are [`Secret`]s and never
@@ -34,9 +40,11 @@
 
 mod auth;
 mod blob;
+mod body;
 mod challenge;
 mod client;
 pub mod credentials;
+mod download;
 mod error;
 mod options;
 mod progress;
@@ -48,14 +56,17 @@ mod secret;
 mod transport;
 mod transport_error;
 
+pub use auth::MAX_TOKEN_LIFETIME;
 pub use blob::{BlobSink, BlobSource, BlobWrite, DirBlobs, MemoryBlobs};
+pub use body::{MAX_ERROR_BODY_BYTES, MAX_TOKEN_RESPONSE_BYTES};
 pub use challenge::{parse_challenges, preferred_challenge, Challenge};
 pub use client::RegistryClient;
 pub use credentials::{write_login, Credential, CredentialChain, CredentialError, FoundCredential};
+pub use download::{DownloadedUrl, UrlDownload, MAX_URL_DOWNLOAD_BYTES};
 pub use error::{DigestMismatch, ErrorCode, RegistryError};
 pub use options::{is_loopback_host, Direction, Endpoint, PlainHttp, RegistryOptions};
 pub use progress::{Transfer, TransferFn, TransferKind};
-pub use pull::{FetchedManifest, PulledImage, MANIFEST_ACCEPT};
+pub use pull::{FetchedManifest, PulledImage, MANIFEST_ACCEPT, MAX_INDEX_NESTING};
 pub use push::{BlobPush, PushOutcome};
 pub use retry::{parse_retry_after, RetryPolicy};
 pub use scope::Scope;

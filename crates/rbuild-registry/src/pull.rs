@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use futures_util::stream::{self, TryStreamExt};
 use rbuild_oci::{
-    AnyManifest, Descriptor, Digest, Manifest, MediaType, Platform, Reference, Sha256Hasher,
+    truncate_for_message, AnyManifest, Descriptor, Digest, Index, Manifest, MediaType, Platform,
+    Reference, Sha256Hasher, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, MAX_MESSAGE_INPUT_CHARS,
 };
 use reqwest::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::StatusCode;
 
 use crate::blob::{BlobSink, BlobWrite};
+use crate::body::{read_limited, BodyLabel};
 use crate::client::RegistryClient;
 use crate::error::{DigestMismatch, RegistryError};
 use crate::options::Direction;
@@ -22,9 +24,10 @@ use crate::transport_error::describe_send_error;
 /// Every manifest kind we can read, as Docker sends it.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// Manifests beyond this size are refused (containerd's limit), so a hostile registry cannot
-/// make us buffer without bound.
-const MAX_MANIFEST_SIZE: usize = 4 << 20;
+/// How many indexes deep [`RegistryClient::resolve_image`] follows an index whose entry for the
+/// platform is itself an index (2: an index of indexes of manifests). Deeper nesting is
+/// refused with a message saying so.
+pub const MAX_INDEX_NESTING: usize = 2;
 
 /// A manifest or index as the registry served it.
 #[derive(Debug, Clone)]
@@ -129,33 +132,17 @@ impl RegistryClient {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-        let mut response = response;
-        let mut bytes = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    bytes.extend_from_slice(&chunk);
-                    if bytes.len() > MAX_MANIFEST_SIZE {
-                        return Err(RegistryError::InvalidResponse {
-                            registry: session.registry.clone(),
-                            action: action.to_owned(),
-                            message: format!(
-                                "manifest larger than {} MiB",
-                                MAX_MANIFEST_SIZE >> 20
-                            ),
-                        });
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(RegistryError::Connect {
-                        registry: session.registry.clone(),
-                        action: action.to_owned(),
-                        cause: describe_send_error(&e).0,
-                    })
-                }
-            }
-        }
+        let what = format!("manifest {}:{tag_or_digest}", reference.repository());
+        let bytes = read_limited(
+            response,
+            MAX_MANIFEST_BYTES,
+            &BodyLabel {
+                registry: &session.registry,
+                action,
+                what: &what,
+            },
+        )
+        .await?;
         let digest = Digest::sha256_of(&bytes);
         if let Ok(pinned) = Digest::parse(tag_or_digest) {
             if pinned != digest {
@@ -164,7 +151,7 @@ impl RegistryClient {
                     what: format!("manifest {}@{pinned}", reference.repository()),
                     expected: pinned,
                     expected_size: bytes.len() as u64,
-                    actual: digest,
+                    actual: Some(digest),
                     actual_size: bytes.len() as u64,
                 })));
             }
@@ -178,7 +165,10 @@ impl RegistryClient {
                 action: action.to_owned(),
                 message: format!(
                     "unknown manifest type (Content-Type {:?})",
-                    content_type.unwrap_or_default()
+                    truncate_for_message(
+                        &content_type.unwrap_or_default(),
+                        MAX_MESSAGE_INPUT_CHARS
+                    )
                 ),
             })?,
         };
@@ -191,57 +181,87 @@ impl RegistryClient {
     }
 
     /// Resolves `reference` to one image manifest for `platform` (through an index if it
-    /// names one), without downloading blobs.
+    /// names one, and through a nested index up to [`MAX_INDEX_NESTING`] levels), without
+    /// downloading blobs. A manifest whose config is larger than [`MAX_CONFIG_BYTES`] is
+    /// refused here, before the config is fetched.
     pub async fn resolve_image(
         &self,
         reference: &Reference,
         platform: &Platform,
     ) -> Result<PulledImage, RegistryError> {
-        let fetched = self.fetch_manifest(reference).await?;
+        let mut fetched = self.fetch_manifest(reference).await?;
         let action = pull_action(reference);
-        let parsed = AnyManifest::from_json(&fetched.bytes, Some(&fetched.media_type)).map_err(
-            |source| RegistryError::Oci {
-                context: format!("manifest of {reference} from {}", fetched.host),
-                source,
-            },
-        )?;
-        let (fetched, manifest, index_digest) = match parsed {
-            AnyManifest::Image(manifest) => (fetched, manifest, None),
-            AnyManifest::Index(index) => {
-                let chosen = index.find_platform(platform).ok_or_else(|| {
-                    let available: Vec<String> = index
-                        .manifests
-                        .iter()
-                        .filter_map(|d| d.platform.as_ref())
-                        .map(platform_text)
-                        .collect();
-                    RegistryError::NoMatchingPlatform {
-                        reference: reference.to_string(),
-                        platform: platform_text(platform),
-                        available: if available.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            available.join(", ")
-                        },
-                    }
+        let mut index_digest = None;
+        let mut nesting = 0usize;
+        let manifest = loop {
+            let parsed = AnyManifest::from_json(&fetched.bytes, Some(&fetched.media_type))
+                .map_err(|error| RegistryError::Oci {
+                    context: format!(
+                        "manifest {} of {reference} from {}",
+                        fetched.digest, fetched.host
+                    ),
+                    error,
                 })?;
-                let endpoint = self
-                    .endpoints(reference.registry(), Direction::Pull)
-                    .into_iter()
-                    .find(|e| e.host == fetched.host)
-                    .ok_or_else(|| RegistryError::Config("endpoint vanished".into()))?;
-                let session = self.session(&endpoint, Direction::Pull, &action).await?;
-                let child = self
-                    .fetch_manifest_from(&session, reference, chosen.digest.as_str(), &action)
-                    .await?;
-                let manifest =
-                    Manifest::from_json(&child.bytes).map_err(|source| RegistryError::Oci {
-                        context: format!("manifest {} of {reference}", chosen.digest),
-                        source,
-                    })?;
-                (child, manifest, Some(fetched.digest))
+            let index = match parsed {
+                AnyManifest::Image(manifest) => break manifest,
+                AnyManifest::Index(index) => index,
+            };
+            if index_digest.is_none() {
+                index_digest = Some(fetched.digest.clone());
             }
+            let chosen = choose_entry(&index, platform).ok_or_else(|| {
+                RegistryError::NoMatchingPlatform {
+                    reference: reference.to_string(),
+                    platform: platform.to_string(),
+                    available: available_platforms(&index),
+                }
+            })?;
+            if chosen.media_type.is_index() {
+                nesting += 1;
+                if nesting > MAX_INDEX_NESTING {
+                    return Err(RegistryError::InvalidResponse {
+                        registry: fetched.host.clone(),
+                        action,
+                        message: format!(
+                            "index {} for {platform} is nested more than {MAX_INDEX_NESTING} indexes deep; refused",
+                            chosen.digest
+                        ),
+                    });
+                }
+            }
+            if chosen.size > MAX_MANIFEST_BYTES {
+                return Err(RegistryError::TooLarge {
+                    registry: fetched.host.clone(),
+                    action,
+                    what: format!("manifest {} for {platform}", chosen.digest),
+                    size: Some(chosen.size),
+                    limit: MAX_MANIFEST_BYTES,
+                });
+            }
+            let endpoint = self
+                .endpoints(reference.registry(), Direction::Pull)
+                .into_iter()
+                .find(|e| e.host == fetched.host)
+                .ok_or_else(|| RegistryError::Config("endpoint vanished".into()))?;
+            let session = self.session(&endpoint, Direction::Pull, &action).await?;
+            let mut child = self
+                .fetch_manifest_from(&session, reference, chosen.digest.as_str(), &action)
+                .await?;
+            // The index says what the entry is; the server's Content-Type may not.
+            if chosen.media_type.is_index() || chosen.media_type.is_manifest() {
+                child.media_type = chosen.media_type.clone();
+            }
+            fetched = child;
         };
+        if manifest.config.size > MAX_CONFIG_BYTES {
+            return Err(RegistryError::TooLarge {
+                registry: fetched.host.clone(),
+                action,
+                what: format!("image config {}", manifest.config.digest),
+                size: Some(manifest.config.size),
+                limit: MAX_CONFIG_BYTES,
+            });
+        }
         Ok(PulledImage {
             reference: reference.clone(),
             digest: fetched.digest,
@@ -373,7 +393,14 @@ impl RegistryClient {
                     Ok(Some(chunk)) => {
                         received += chunk.len() as u64;
                         if received > descriptor.size {
-                            return Err(self.mismatch(session, descriptor, hasher, chunk.len()));
+                            return Err(RegistryError::DigestMismatch(Box::new(DigestMismatch {
+                                registry: session.registry.clone(),
+                                what: format!("blob {digest} of {repository}"),
+                                expected: digest.clone(),
+                                expected_size: descriptor.size,
+                                actual: None,
+                                actual_size: received,
+                            })));
                         }
                         hasher.update(&chunk);
                         writer.write_all(&chunk).map_err(local)?;
@@ -403,7 +430,7 @@ impl RegistryClient {
                 what: format!("blob {digest} of {repository}"),
                 expected: digest.clone(),
                 expected_size: descriptor.size,
-                actual,
+                actual: Some(actual),
                 actual_size: size,
             })));
         }
@@ -417,25 +444,6 @@ impl RegistryClient {
             repository: repository.to_owned(),
         });
         Ok(())
-    }
-
-    fn mismatch(
-        &self,
-        session: &Session,
-        descriptor: &Descriptor,
-        hasher: Sha256Hasher,
-        extra: usize,
-    ) -> RegistryError {
-        let size = hasher.len() + extra as u64;
-        let (actual, _) = hasher.finish();
-        RegistryError::DigestMismatch(Box::new(DigestMismatch {
-            registry: session.registry.clone(),
-            what: format!("blob {}", descriptor.digest),
-            expected: descriptor.digest.clone(),
-            expected_size: descriptor.size,
-            actual,
-            actual_size: size,
-        }))
     }
 }
 
@@ -467,11 +475,39 @@ fn document_media_type(bytes: &[u8]) -> Option<MediaType> {
     }
 }
 
-fn platform_text(p: &Platform) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
+/// The entry of `index` to follow for `platform`: an image manifest for it, else an index for
+/// it (or an index without a platform, which may list it), as containerd walks them.
+fn choose_entry<'a>(index: &'a Index, platform: &Platform) -> Option<&'a Descriptor> {
+    index.find_platform(platform).or_else(|| {
+        index.manifests.iter().find(|d| {
+            d.media_type.is_index() && d.platform.as_ref().is_none_or(|p| platform.matches(p))
+        })
+    })
+}
+
+/// The entries of `index` for a message: `linux/amd64, linux/arm/v7, linux/s390x (an index)`,
+/// cut with [`truncate_for_message`] when the index is long, or `none`.
+fn available_platforms(index: &Index) -> String {
+    let entries: Vec<String> = index
+        .manifests
+        .iter()
+        .filter(|d| d.media_type.is_manifest() || d.media_type.is_index())
+        .map(|d| {
+            let platform = d
+                .platform
+                .as_ref()
+                .map_or_else(|| "no platform".to_owned(), Platform::to_string);
+            if d.media_type.is_index() {
+                format!("{platform} (an index)")
+            } else {
+                platform
+            }
+        })
+        .collect();
+    if entries.is_empty() {
+        return "none".to_owned();
     }
+    truncate_for_message(&entries.join(", "), MAX_MESSAGE_INPUT_CHARS).into_owned()
 }
 
 #[cfg(test)]

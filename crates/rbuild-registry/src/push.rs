@@ -78,11 +78,10 @@ impl RegistryClient {
         source: &dyn BlobSource,
         destinations: &[Reference],
     ) -> Result<Vec<PushOutcome>, RegistryError> {
-        let manifest =
-            Manifest::from_json(manifest_bytes).map_err(|source| RegistryError::Oci {
-                context: "manifest to push".to_owned(),
-                source,
-            })?;
+        let manifest = Manifest::from_json(manifest_bytes).map_err(|error| RegistryError::Oci {
+            context: "manifest to push".to_owned(),
+            error,
+        })?;
         let mut blobs: Vec<Descriptor> = Vec::new();
         for blob in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
             if !blobs.iter().any(|b| b.digest == blob.digest) {
@@ -91,10 +90,24 @@ impl RegistryClient {
         }
         let mut outcomes = Vec::new();
         for destination in destinations {
-            let results = self.push_blobs(destination, &blobs, source).await?;
-            let digest = self
+            let mut results = self.push_blobs(destination, &blobs, source).await?;
+            let digest = match self
                 .push_manifest(destination, manifest_bytes, media_type)
-                .await?;
+                .await
+            {
+                // A registry may not yet see a blob whose upload another client pushing the
+                // same blobs has just finished (Distribution answers 400
+                // MANIFEST_BLOB_UNKNOWN). Make sure of the blobs once more (HEAD, and upload
+                // whatever is really missing), then put the manifest once more.
+                Err(e) if is_manifest_blob_unknown(&e) => {
+                    tracing::warn!(destination = %destination, error = %e, "registry does not see a just-pushed blob yet; checking the blobs and putting the manifest again");
+                    tokio::time::sleep(self.options().retry.delay(1, None)).await;
+                    results = self.push_blobs(destination, &blobs, source).await?;
+                    self.push_manifest(destination, manifest_bytes, media_type)
+                        .await?
+                }
+                other => other?,
+            };
             outcomes.push(PushOutcome {
                 reference: destination.clone(),
                 digest,
@@ -384,6 +397,15 @@ impl RegistryClient {
     }
 }
 
+/// A manifest PUT refused because the registry does not know one of its blobs.
+fn is_manifest_blob_unknown(error: &RegistryError) -> bool {
+    error.status() == Some(400)
+        && error
+            .codes()
+            .iter()
+            .any(|c| c.code == "MANIFEST_BLOB_UNKNOWN")
+}
+
 async fn finish_upload(
     session: &Session,
     action: &str,
@@ -417,13 +439,16 @@ fn check_docker_content_digest(
             what: action.to_owned(),
             expected: digest.clone(),
             expected_size: size,
-            actual: stored,
+            actual: Some(stored),
             actual_size: size,
         }))),
         Err(_) => Err(RegistryError::InvalidResponse {
             registry: session.registry.clone(),
             action: action.to_owned(),
-            message: format!("Docker-Content-Digest {value:?} is not a digest"),
+            message: format!(
+                "Docker-Content-Digest {:?} is not a digest",
+                rbuild_oci::truncate_for_message(value, rbuild_oci::MAX_MESSAGE_INPUT_CHARS)
+            ),
         }),
     }
 }

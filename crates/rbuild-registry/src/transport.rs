@@ -56,7 +56,7 @@ pub(crate) async fn status_error(
 ) -> RegistryError {
     let status = response.status().as_u16();
     let retry_after = retry_after_of(response.headers());
-    let body = response.bytes().await.unwrap_or_default();
+    let body = crate::body::read_error_body(response).await;
     RegistryError::Status {
         status,
         registry: registry.to_owned(),
@@ -73,7 +73,7 @@ fn retry_after_of(headers: &HeaderMap) -> Option<std::time::Duration> {
         .and_then(|v| parse_retry_after(v, SystemTime::now()))
 }
 
-fn build_http(
+pub(crate) fn build_http(
     options: &RegistryOptions,
     endpoint: &Endpoint,
 ) -> Result<reqwest::Client, RegistryError> {
@@ -335,7 +335,7 @@ impl Session {
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .and_then(preferred_challenge);
-        let codes = ErrorCode::parse_body(&response.bytes().await.unwrap_or_default());
+        let codes = ErrorCode::parse_body(&crate::body::read_error_body(response).await);
         let state = self.auth.lock().await;
         let found = state.credential.as_ref().and_then(|c| c.as_ref());
         let reason = match (found, status, &challenge) {
@@ -346,13 +346,19 @@ impl Session {
             {
                 format!(
                     "the token from {} for the credentials from {} does not grant {scope}",
-                    crate::secret::redact_url(realm),
+                    rbuild_oci::truncate_for_message(
+                        &crate::secret::redact_url(realm),
+                        rbuild_oci::MAX_MESSAGE_INPUT_CHARS
+                    ),
                     f.source
                 )
             }
             (Some(f), _, Some(Challenge::Bearer { error: Some(e), realm, .. })) => format!(
                 "the registry refused the token from {} for the credentials from {} ({e}: expired or not trusted)",
-                crate::secret::redact_url(realm),
+                rbuild_oci::truncate_for_message(
+                        &crate::secret::redact_url(realm),
+                        rbuild_oci::MAX_MESSAGE_INPUT_CHARS
+                    ),
                 f.source
             ),
             (Some(f), _, _) => format!("the credentials from {} were rejected", f.source),

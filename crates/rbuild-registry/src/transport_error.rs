@@ -41,7 +41,10 @@ pub(crate) fn describe_send_error(error: &reqwest::Error) -> (String, SendFailur
         }
         let text = e.to_string();
         // hyper's wrapper lines say nothing a person can act on.
-        let noise = text.starts_with("client error (") || text == "error sending request";
+        let noise = text.starts_with("client error (")
+            || text == "error sending request"
+            // The timeout is already said, with what it means.
+            || (error.is_timeout() && text.contains("timed out"));
         if !noise && !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }

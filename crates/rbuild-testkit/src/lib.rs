@@ -6,6 +6,8 @@
 //!   token issuer ([`TokenIssuer`]). Its access log is captured so tests can assert on requests.
 //! - [`FaultProxy`]: an HTTP/1.1 proxy in front of a registry that answers 500/503/429, drops
 //!   connections mid-body or stalls, for the first N matching requests.
+//! - [`CannedServer`]: a loopback HTTP server with canned replies ([`Reply`]): endless bodies,
+//!   announced huge sizes, silence, for the hostile-answer tests.
 //! - [`TestImage`]: an image built in memory from real tar layers, config and manifest.
 //! - [`skopeo`]: an independent client to check results with.
 //! - [`BusyboxImage`]: a realistic base image from Debian's static busybox (applet symlinks,
@@ -60,6 +62,7 @@
 mod allow_list;
 mod buildah;
 mod busybox;
+mod canned_http;
 pub mod conformance;
 mod error;
 pub mod expect;
@@ -80,6 +83,7 @@ pub use conformance::{CaseFailure, ConformanceEnv};
 pub use image_tree::{describe, EntryKind, ImageTree, TreeEntry};
 pub use tree_diff::{compare, Diff, Difference};
 
+pub use canned_http::{CannedServer, Reply};
 pub use error::TestkitError;
 pub use fault_proxy::{Fault, FaultProxy, FaultRule};
 pub use image::{TestImage, TestLayer};

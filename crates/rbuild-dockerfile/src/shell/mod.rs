@@ -177,9 +177,10 @@ pub fn process(
             words,
             lookups: lexer.lookups,
         }),
+        Err(e) if e.is_too_large() => Err(e),
         Err(e) => Err(ExpandError::new(format!(
             "failed to process {}: {}",
-            go_quote(word),
+            rbuild_oci::truncate_for_message(&go_quote(word), rbuild_oci::MAX_MESSAGE_INPUT_CHARS),
             e.message
         ))),
     }
@@ -242,6 +243,18 @@ impl Words {
 /// BuildKit has no limit (Go stacks grow); ours keeps recursion bounded.
 const MAX_NESTING: usize = 256;
 
+/// The most text one instruction may expand to, in bytes (1 MiB), over all its words. BuildKit
+/// has no limit; without one, `ENV a=$a$a` repeated 40 times asks for 1 TiB.
+pub const MAX_EXPANSION_BYTES: usize = 1 << 20;
+
+/// Fails once `text` is longer than [`MAX_EXPANSION_BYTES`].
+fn check_size(text: &str) -> Result<(), ExpandError> {
+    if text.len() > MAX_EXPANSION_BYTES {
+        return Err(ExpandError::too_large());
+    }
+    Ok(())
+}
+
 fn err<T>(msg: impl Into<String>) -> Result<T, ExpandError> {
     Err(ExpandError::new(msg))
 }
@@ -298,6 +311,7 @@ impl Lexer<'_> {
             if ch == '$' {
                 let tmp = self.process_dollar()?;
                 result.push_str(&tmp);
+                check_size(&result)?;
                 words.add_string(&tmp);
             } else if ch == '<' {
                 let tmp = self.process_possible_heredoc();
@@ -310,6 +324,7 @@ impl Lexer<'_> {
             } else if !self.options.skip_process_quotes && ch == '"' {
                 let tmp = self.process_double_quote()?;
                 result.push_str(&tmp);
+                check_size(&result)?;
                 words.add_raw_string(&tmp);
             } else {
                 let mut ch = self.next().unwrap_or_default();
@@ -400,6 +415,7 @@ impl Lexer<'_> {
                 Some('$') => {
                     let v = self.process_dollar()?;
                     result.push_str(&v);
+                    check_size(&result)?;
                 }
                 Some(_) => {
                     let mut ch = self.next().unwrap_or_default();

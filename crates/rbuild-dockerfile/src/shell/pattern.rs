@@ -231,6 +231,9 @@ pub(crate) fn replace(
             let whole: String = chars[s..e].iter().collect();
             expand_template(&mut out, replacement, &whole);
         }
+        if out.len() > super::MAX_EXPANSION_BYTES {
+            return Err(ExpandError::too_large());
+        }
         last_end = e;
         if search + 1 > e {
             search += 1;

@@ -84,10 +84,10 @@ impl ConfigFile {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
+            Err(error) => {
                 return Err(CredentialError::Read {
                     path: path.to_owned(),
-                    source,
+                    error,
                 })
             }
         };
@@ -103,7 +103,7 @@ impl ConfigFile {
                 path: path.to_owned(),
                 line: e.line(),
                 column: e.column(),
-                message: e.to_string(),
+                message: json_message(&e),
             })?
         };
         Ok(ConfigFile {
@@ -214,9 +214,9 @@ pub fn write_login(
     password: &Secret,
     helper_dir: Option<&Path>,
 ) -> Result<(), CredentialError> {
-    let write_err = |source| CredentialError::Write {
+    let write_err = |error| CredentialError::Write {
         path: path.to_owned(),
-        source,
+        error,
     };
     let mut document: serde_json::Value = match std::fs::read_to_string(path) {
         Ok(text) if !text.trim().is_empty() => {
@@ -224,15 +224,15 @@ pub fn write_login(
                 path: path.to_owned(),
                 line: e.line(),
                 column: e.column(),
-                message: e.to_string(),
+                message: json_message(&e),
             })?
         }
         Ok(_) => serde_json::json!({}),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
-        Err(source) => {
+        Err(error) => {
             return Err(CredentialError::Read {
                 path: path.to_owned(),
-                source,
+                error,
             })
         }
     };
@@ -311,4 +311,13 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
         std::io::ErrorKind::AlreadyExists,
         "no free temporary file name",
     ))
+}
+
+/// A JSON error's message without its ` at line L column C` (the error already says where)
+/// and cut short (it may quote the file).
+fn json_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let place = format!(" at line {} column {}", error.line(), error.column());
+    let text = text.strip_suffix(&place).unwrap_or(&text);
+    rbuild_oci::truncate_for_message(text, rbuild_oci::MAX_MESSAGE_INPUT_CHARS).into_owned()
 }

@@ -42,16 +42,18 @@ pub struct FoundCredential {
     pub source: String,
 }
 
-/// Why credentials could not be read. Never contains a credential.
+/// Why credentials could not be read. Never contains a credential. Each message is complete
+/// and no variant has a `source()`, so a chain shows every cause once.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CredentialError {
     /// A configuration file exists but could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shown in this error's message).
+        error: std::io::Error,
     },
     /// A configuration file is not valid JSON of the expected shape.
     #[error("{path}:{line}:{column}: invalid credentials file: {message}")]
@@ -86,12 +88,12 @@ pub enum CredentialError {
         message: String,
     },
     /// Writing a login entry failed.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shown in this error's message).
+        error: std::io::Error,
     },
 }
 

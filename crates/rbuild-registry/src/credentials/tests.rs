@@ -289,3 +289,27 @@ fn explicit_credentials_come_first() {
     assert_eq!(found.credential, basic("flag", "pw"));
     assert!(!format!("{found:?}").contains("\"pw\""), "{found:?}");
 }
+
+#[test]
+fn a_broken_config_file_is_named_with_its_place_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    write(&path, "{\n  \"auths\": {\n");
+    let chain = CredentialChain::empty().with_config_file(path.clone());
+    let e = chain.lookup("r.example").unwrap_err();
+    assert!(std::error::Error::source(&e).is_none());
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:3:0: invalid credentials file: EOF while parsing an object",
+            path.display()
+        )
+    );
+
+    let unreadable = dir.path().join("dir-config.json");
+    std::fs::create_dir(&unreadable).unwrap();
+    let chain = CredentialChain::empty().with_config_file(unreadable.clone());
+    let e = chain.lookup("r.example").unwrap_err();
+    assert!(std::error::Error::source(&e).is_none());
+    assert_eq!(e.to_string().matches("Is a directory").count(), 1, "{e}");
+}

@@ -1,10 +1,17 @@
-//! ADD of a remote file: an HTTP(S) GET (redirects followed, rustls with the system's roots),
-//! `--checksum` verified, the file written 0600 with `Last-Modified` as its mtime, as BuildKit
-//! does.
+//! ADD of a remote file: an HTTP(S) GET through `rbuild-registry`'s transport (redirects
+//! followed, rustls with the system's roots, connect and read timeouts, retries), the body
+//! streamed to a temporary file with a size limit and hashed on the way, `--checksum` verified,
+//! the file written 0600 with `Last-Modified` as its mtime, as BuildKit does.
+
+use std::io::{Seek, SeekFrom};
+use std::time::UNIX_EPOCH;
 
 use super::staging::{EntryMeta, Staging};
 use super::CopyRequest;
 use rbuild_oci::Digest;
+use rbuild_registry::{
+    redact_url, CredentialChain, DownloadedUrl, RegistryClient, RegistryOptions, UrlDownload,
+};
 
 /// Fetches `url` into the staging tree.
 pub fn add_url(
@@ -14,18 +21,22 @@ pub fn add_url(
     dest_slash: bool,
     staging: &mut Staging<'_>,
 ) -> Result<(), String> {
-    let (body, last_modified, final_url) = fetch(url)?;
+    // No registry credentials are sent to an ADD URL, as in BuildKit.
+    let client = RegistryClient::new(RegistryOptions::default(), CredentialChain::default());
+    let (mut file, downloaded) = download(&client, url)?;
     if let Some(expected) = &request.checksum {
         let expected = Digest::parse(expected)
             .map_err(|e| format!("ADD failed: --checksum {expected}: {e}"))?;
-        let actual = Digest::sha256_of(&body);
-        if actual != expected {
+        if downloaded.digest != expected {
             return Err(format!(
-                "ADD failed: digest mismatch for {url}: expected {expected}, got {actual}"
+                "ADD failed: digest mismatch for {}: expected {expected}, got {}",
+                redact_url(url),
+                downloaded.digest
             ));
         }
     }
-    let name = final_url
+    let name = downloaded
+        .final_url
         .split(['?', '#'])
         .next()
         .unwrap_or("")
@@ -43,11 +54,15 @@ pub fn add_url(
         .chmod
         .as_ref()
         .map_or(0o600, |c| c.apply(0o600, false));
-    let mtime = last_modified.unwrap_or(request.time);
+    let mtime = downloaded
+        .last_modified
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(request.time);
     staging
         .put_file(
             &target,
-            &mut body.as_slice(),
+            &mut file,
             EntryMeta {
                 mode,
                 uid,
@@ -58,93 +73,62 @@ pub fn add_url(
         .map_err(|e| e.to_string())
 }
 
-/// GETs `url` (redirects followed): the body, the `Last-Modified` time and the URL finally
-/// served.
-fn fetch(url: &str) -> Result<(Vec<u8>, Option<i64>, String), String> {
-    let fail = |m: String| format!("ADD failed: {url}: {m}");
+/// Downloads `url` with `client` into an anonymous temporary file (never into memory): the
+/// file, positioned at its start, and what the download gave.
+fn download(client: &RegistryClient, url: &str) -> Result<(std::fs::File, DownloadedUrl), String> {
+    let fail = |m: String| format!("ADD failed: {m}");
+    let mut file = tempfile::tempfile().map_err(|e| {
+        fail(format!(
+            "cannot create a temporary file for {}: {e}",
+            redact_url(url)
+        ))
+    })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .map_err(|e| fail(format!("cannot start the download runtime: {e}")))?;
+    let downloaded = runtime
+        .block_on(client.download_url(UrlDownload::new(url, &mut file)))
         .map_err(|e| fail(e.to_string()))?;
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
-        let response = client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| fail(error_chain(&e)))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(fail(format!("HTTP status {status}")));
-        }
-        let final_url = response.url().to_string();
-        let last_modified = response
-            .headers()
-            .get(reqwest::header::LAST_MODIFIED)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_http_date);
-        let body = response.bytes().await.map_err(|e| fail(error_chain(&e)))?;
-        Ok((body.to_vec(), last_modified, final_url))
-    })
-}
-
-/// An error with its causes, on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` → Unix seconds.
-pub fn parse_http_date(s: &str) -> Option<i64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    let day: i64 = parts[1].parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == parts[2])? as i64
-        + 1;
-    let year: i64 = parts[3].parse().ok()?;
-    let hms: Vec<i64> = parts[4]
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    if hms.len() != 3 {
-        return None;
-    }
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| fail(format!("{}: {e}", redact_url(url))))?;
+    Ok((file, downloaded))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+    use std::time::{Duration, Instant};
 
     #[test]
-    fn http_dates() {
-        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(
-            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
+    fn a_silent_server_fails_with_a_timeout_within_the_read_timeout() {
+        // Accepts, reads the request, never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let _ = done_rx.recv();
+        });
+        let options = RegistryOptions {
+            read_timeout: Duration::from_millis(500),
+            retry: rbuild_registry::RetryPolicy::none(),
+            ..RegistryOptions::default()
+        };
+        let client = RegistryClient::new(options, CredentialChain::default());
+        let started = Instant::now();
+        let error = download(&client, &format!("http://127.0.0.1:{port}/file")).unwrap_err();
+        let elapsed = started.elapsed();
+        done_tx.send(()).unwrap();
+        server.join().unwrap();
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        assert!(
+            error.starts_with(&format!("ADD failed: cannot reach 127.0.0.1:{port} for download of http://127.0.0.1:{port}/file: ")),
+            "{error}"
         );
-        assert_eq!(parse_http_date("garbage"), None);
+        assert!(error.contains("timed out"), "{error}");
     }
 }
