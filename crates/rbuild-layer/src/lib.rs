@@ -67,5 +67,6 @@ pub use error::LayerError;
 pub use overlay::changes_from_overlay_upper;
 pub use rbuild_oci::Compression;
 pub use scan::{diff, FileMeta, TreeScan};
+pub use tar_stream::OwnerMap;
 pub use write::{docker_media_type, media_type, LayerInfo, LayerOptions, LayerWriter};
 pub use xattrs::{is_overlay_xattr, Xattrs};
