@@ -44,10 +44,8 @@ impl Root {
             Mode::empty(),
         )
         .map_err(FsError::io("open", path))?;
-        Ok(Root {
-            fd,
-            path: path.to_path_buf(),
-        })
+        let path = located(&fd).unwrap_or_else(|_| path.to_path_buf());
+        Ok(Root { fd, path })
     }
 
     /// Where the root is on the host (for messages, and for code that must hand a path to
@@ -65,11 +63,7 @@ impl Root {
     pub fn open_subdir(&self, rel: impl AsRef<Path>) -> Result<Root, FsError> {
         let rel = rel.as_ref();
         let fd = self.at(rel, OFlags::PATH | OFlags::DIRECTORY, Mode::empty(), "open")?;
-        // The kernel's view of where the directory is, never a second resolution.
-        let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let path = rustix::fs::readlink(proc.as_str(), Vec::new())
-            .map(|c| PathBuf::from(OsString::from_vec(c.into_bytes())))
-            .map_err(FsError::io("locate", rel))?;
+        let path = located(&fd).map_err(FsError::io("locate", rel))?;
         Ok(Root { fd, path })
     }
 
@@ -295,6 +289,13 @@ impl Root {
         }
         Ok(failed)
     }
+}
+
+/// The kernel's view of where the open directory `fd` is (never a second resolution).
+fn located(fd: &OwnedFd) -> rustix::io::Result<PathBuf> {
+    let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rustix::fs::readlink(proc.as_str(), Vec::new())
+        .map(|c| PathBuf::from(OsString::from_vec(c.into_bytes())))
 }
 
 /// The extended attributes of an open file (name, value).

@@ -53,6 +53,7 @@ impl ContextSource {
 #[derive(Debug)]
 pub struct BuildContext {
     root: PathBuf,
+    fs: rbuild_fs::Root,
     ignore: IgnoreMatcher,
     _extracted: Option<tempfile::TempDir>,
 }
@@ -70,13 +71,7 @@ impl BuildContext {
             reason,
         };
         let (base, extracted) = match source {
-            ContextSource::Dir(dir) => {
-                let meta = std::fs::metadata(&dir).map_err(|e| bad(e.to_string()))?;
-                if !meta.is_dir() {
-                    return Err(bad("not a directory".into()));
-                }
-                (dir, None)
-            }
+            ContextSource::Dir(dir) => (dir, None),
             ContextSource::Tar(path) => {
                 let file = std::fs::File::open(&path).map_err(|e| bad(e.to_string()))?;
                 let temp = extract(file, scratch).map_err(&bad)?;
@@ -87,26 +82,40 @@ impl BuildContext {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
-        let root = match sub_path.filter(|s| !s.is_empty()) {
+        let base = rbuild_fs::Root::open(&base).map_err(|e| match e {
+            rbuild_fs::FsError::Io { source, .. }
+                if source.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+            {
+                bad("not a directory".into())
+            }
+            rbuild_fs::FsError::Io { source, .. } => bad(source.to_string()),
+            other => bad(other.to_string()),
+        })?;
+        // The sub-path is resolved inside the context: a symlink in it is followed as it would
+        // be with the context as `/`, never to the host's directories.
+        let fs = match sub_path.filter(|s| !s.is_empty()) {
             None => base,
             Some(sub) => {
                 let cleaned = crate::dockerignore::go_clean(sub.trim_start_matches('/'));
                 if cleaned.starts_with("..") {
                     return Err(bad(format!("context sub-path {sub:?} leaves the context")));
                 }
-                let root = base.join(&cleaned);
-                if !root.is_dir() {
-                    return Err(bad(format!("context sub-path {sub:?} is not a directory")));
-                }
-                root
+                base.open_subdir(&cleaned).map_err(|e| {
+                    bad(format!("context sub-path {sub:?} is not a directory in the context: {e}"))
+                })?
             }
         };
-        let root = root.canonicalize().map_err(|e| bad(e.to_string()))?;
         Ok(BuildContext {
-            root,
+            root: fs.path().to_path_buf(),
+            fs,
             ignore: IgnoreMatcher::default(),
             _extracted: extracted,
         })
+    }
+
+    /// The context's tree: every path of a step is resolved inside it.
+    pub fn fs_root(&self) -> &rbuild_fs::Root {
+        &self.fs
     }
 
     /// The context's root directory on disk.
@@ -118,27 +127,38 @@ impl BuildContext {
     /// Dockerfile is a file): `<Dockerfile>.dockerignore` first, then `.dockerignore` at the
     /// context root.
     pub fn load_ignore(&mut self, dockerfile: Option<&Path>) -> Result<(), BuildError> {
-        let mut candidates = Vec::new();
+        // `<Dockerfile>.dockerignore` is named by the operator; `.dockerignore` is read inside
+        // the context (a symlink there cannot name a host file).
+        let mut text = None;
         if let Some(df) = dockerfile {
             let mut name = df.as_os_str().to_os_string();
             name.push(".dockerignore");
-            candidates.push(PathBuf::from(name));
-        }
-        candidates.push(self.root.join(".dockerignore"));
-        for file in candidates {
+            let file = PathBuf::from(name);
             match std::fs::read_to_string(&file) {
-                Ok(text) => {
-                    self.ignore =
-                        IgnoreMatcher::parse(&text).map_err(|source| BuildError::Ignore {
-                            file: file.clone(),
-                            source,
-                        })?;
-                    tracing::debug!(file = %file.display(), patterns = self.ignore.patterns().len(), "ignore file");
-                    return Ok(());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Ok(t) => text = Some((t, file)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(BuildError::io("read", file)(e)),
             }
+        }
+        if text.is_none() {
+            let file = self.root.join(".dockerignore");
+            match self.fs.open_file(".dockerignore") {
+                Ok(mut f) => {
+                    let mut t = String::new();
+                    f.read_to_string(&mut t)
+                        .map_err(BuildError::io("read", &file))?;
+                    text = Some((t, file));
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(BuildError::fs(&self.root)(e)),
+            }
+        }
+        if let Some((text, file)) = text {
+            self.ignore = IgnoreMatcher::parse(&text).map_err(|source| BuildError::Ignore {
+                file: file.clone(),
+                source,
+            })?;
+            tracing::debug!(file = %file.display(), patterns = self.ignore.patterns().len(), "ignore file");
         }
         Ok(())
     }

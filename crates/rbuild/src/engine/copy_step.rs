@@ -1,6 +1,7 @@
 //! COPY and ADD steps: the request from the instruction, the source root (context, stage or
 //! image), staging, the layer.
 
+use super::layers::LayerSource;
 use super::{Env, StageResult};
 use crate::copy::{
     self, chmod::Chmod, owner::resolve_chown, staging::Staging, CopyRequest, SourceRoot,
@@ -78,11 +79,13 @@ impl Env<'_> {
         if !link {
             self.ensure_rootfs(stage)?;
         }
-        let image_root;
+        let tree_root;
+        let image_dir;
         let frozen;
+        let open_tree = |dir: &Path| rbuild_fs::Root::open(dir).map_err(BuildError::fs(dir));
         let root = match &from {
             None => SourceRoot {
-                dir: self.context.root(),
+                root: self.context.fs_root(),
                 label: "build context".into(),
                 ignore: Some(self.context.ignore()),
                 keep_owner: false,
@@ -96,14 +99,14 @@ impl Env<'_> {
                     *guard = Some(self.materialise(&source.layers)?);
                 }
                 frozen = guard;
-                let label = format!("stage {}", source.label);
                 let dir = frozen
                     .as_ref()
                     .map(|t| t.path())
-                    .unwrap_or(Path::new("/nonexistent"));
+                    .ok_or_else(|| BuildError::Plan(format!("stage {index} has no filesystem")))?;
+                tree_root = open_tree(dir)?;
                 SourceRoot {
-                    dir,
-                    label,
+                    root: &tree_root,
+                    label: format!("stage {}", source.label),
                     ignore: None,
                     keep_owner: true,
                 }
@@ -115,9 +118,10 @@ impl Env<'_> {
                         reference: reference.clone(),
                         reason: e.to_string(),
                     })?;
-                image_root = self.materialise(&manifest.layers)?;
+                image_dir = self.materialise(&manifest.layers)?;
+                tree_root = open_tree(image_dir.path())?;
                 SourceRoot {
-                    dir: image_root.path(),
+                    root: &tree_root,
                     label: format!("image {reference}"),
                     ignore: None,
                     keep_owner: true,
@@ -141,7 +145,7 @@ impl Env<'_> {
         }
         std::fs::create_dir(staging.root()).map_err(BuildError::io("create", staging.root()))?;
         copy::stage_copy(request, &root, &mut staging).map_err(|m| self.step_error(step, m))?;
-        let tree = staging.finish()?;
+        let (tree, owners) = staging.finish_with_owners()?;
         let mut text = String::from(request.keyword);
         for source in request.sources {
             match source {
@@ -150,14 +154,12 @@ impl Env<'_> {
             }
         }
         text.push_str(&format!(" {}", request.dest));
-        self.commit_layer(
-            stage,
-            &tree,
-            &ChangeSet::whole_tree(&tree)?,
-            text,
-            true,
-            record,
-        )
+        let layer = LayerSource {
+            root: &tree,
+            changes: &ChangeSet::whole_tree(&tree)?,
+            owners: &owners,
+        };
+        self.commit_layer_with_owners(stage, &layer, text, true, record)
     }
 }
 
