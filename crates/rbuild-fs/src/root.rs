@@ -358,6 +358,12 @@ fn remove_at(parent: BorrowedFd<'_>, name: &OsStr, rel: &Path) -> Result<(), FsE
         Err(e) => return Err(FsError::io("stat", rel)(e)),
     };
     if st.kind == Kind::Dir {
+        if st.mode & 0o700 != 0o700 {
+            // A tree unpacked from a layer may hold `0500` or `0000` directories; their owner
+            // (the builder) may open them up to empty them. `statat` just saw a directory.
+            rustix::fs::chmodat(parent, name, Mode::from_raw_mode(0o700), AtFlags::empty())
+                .map_err(FsError::io("chmod", rel))?;
+        }
         let dir = rustix::fs::openat(
             parent,
             name,

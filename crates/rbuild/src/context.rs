@@ -101,7 +101,9 @@ impl BuildContext {
                     return Err(bad(format!("context sub-path {sub:?} leaves the context")));
                 }
                 base.open_subdir(&cleaned).map_err(|e| {
-                    bad(format!("context sub-path {sub:?} is not a directory in the context: {e}"))
+                    bad(format!(
+                        "context sub-path {sub:?} is not a directory in the context: {e}"
+                    ))
                 })?
             }
         };

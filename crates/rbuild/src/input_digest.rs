@@ -118,7 +118,12 @@ mod tests {
             std::fs::Permissions::from_mode(0o600),
         )
         .unwrap();
-        assert_ne!(sources_digest(&root, &pats, &IgnoreMatcher::default()).unwrap(), changed);
-        assert!(sources_digest(&root, &["missing".to_string()], &IgnoreMatcher::default()).is_err());
+        assert_ne!(
+            sources_digest(&root, &pats, &IgnoreMatcher::default()).unwrap(),
+            changed
+        );
+        assert!(
+            sources_digest(&root, &["missing".to_string()], &IgnoreMatcher::default()).is_err()
+        );
     }
 }

@@ -45,7 +45,13 @@ impl SourceRoot<'_> {
 
     /// Whether the walk must skip `rel` (below a source), by `.dockerignore` and `--exclude`
     /// (`inner` is `rel` relative to the source being copied).
-    pub(crate) fn skips(&self, excludes: &IgnoreMatcher, rel: &Path, inner: &Path, is_dir: bool) -> bool {
+    pub(crate) fn skips(
+        &self,
+        excludes: &IgnoreMatcher,
+        rel: &Path,
+        inner: &Path,
+        is_dir: bool,
+    ) -> bool {
         if !excludes.is_empty()
             && (excludes.is_ignored(&inner.to_string_lossy())
                 || excludes.is_ignored(&rel.to_string_lossy()))
@@ -216,7 +222,15 @@ fn copy_source(
     let mut top_target = PathBuf::new();
     rbuild_fs::walk(root.root, rel, follow, &mut |entry: &WalkEntry<'_>| {
         if entry.rel.as_os_str().is_empty() {
-            return copy_top(source, kept.as_deref(), entry, &mut top_target, request, root, staging);
+            return copy_top(
+                source,
+                kept.as_deref(),
+                entry,
+                &mut top_target,
+                request,
+                root,
+                staging,
+            );
         }
         let full_rel = join_rel(rel, entry.rel);
         let is_dir = entry.meta.is_dir();

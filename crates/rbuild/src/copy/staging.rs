@@ -127,13 +127,12 @@ impl<'a> Staging<'a> {
         let Ok(rel) = self.resolved(abs.as_ref(), true) else {
             return false;
         };
-        let staged = self
-            .tree()
-            .ok()
-            .and_then(|t| t.symlink_metadata(&rel).ok());
+        let staged = self.tree().ok().and_then(|t| t.symlink_metadata(&rel).ok());
         match staged {
             Some(m) => m.is_dir(),
-            None => matches!(self.stage(), Ok(Some(s)) if s.symlink_metadata(&rel).is_ok_and(|m| m.is_dir())),
+            None => {
+                matches!(self.stage(), Ok(Some(s)) if s.symlink_metadata(&rel).is_ok_and(|m| m.is_dir()))
+            }
         }
     }
 
@@ -203,7 +202,11 @@ impl<'a> Staging<'a> {
     }
 
     /// Sets the metadata of a directory already staged (the directory a COPY copies into).
-    pub fn set_dir_meta(&mut self, abs: impl AsRef<Path>, meta: EntryMeta) -> Result<(), BuildError> {
+    pub fn set_dir_meta(
+        &mut self,
+        abs: impl AsRef<Path>,
+        meta: EntryMeta,
+    ) -> Result<(), BuildError> {
         let rel = self.resolved(abs.as_ref(), true)?;
         self.set_meta(&rel, meta, true)
     }
@@ -248,7 +251,9 @@ impl<'a> Staging<'a> {
         xattrs: &[(OsString, Vec<u8>)],
     ) -> Result<Vec<(OsString, std::io::Error)>, BuildError> {
         let rel = self.resolved(abs.as_ref(), false)?;
-        self.tree()?.set_xattrs(&rel, xattrs).map_err(self.fs_error())
+        self.tree()?
+            .set_xattrs(&rel, xattrs)
+            .map_err(self.fs_error())
     }
 
     /// Stages a symbolic link.
@@ -294,7 +299,8 @@ impl<'a> Staging<'a> {
         set_owner(self.tree()?, rel, meta).map_err(self.fs_error())?;
         if is_dir {
             self.dir_times.retain(|(p, _, _)| p != rel);
-            self.dir_times.push((rel.to_path_buf(), meta.mode, meta.mtime));
+            self.dir_times
+                .push((rel.to_path_buf(), meta.mode, meta.mtime));
             return Ok(());
         }
         let set = SetMeta {

@@ -54,9 +54,12 @@ impl Env<'_> {
     ) -> Result<(Digest, bool), BuildError> {
         let store = &self.builder.store;
         let mut writer = store.blob_writer()?;
-        let info =
-            self.layer_writer
-                .write_with_owners(layer.root, layer.changes, layer.owners, &mut writer)?;
+        let info = self.layer_writer.write_with_owners(
+            layer.root,
+            layer.changes,
+            layer.owners,
+            &mut writer,
+        )?;
         let (digest, size) = writer.commit(Some(&info.digest), Some(info.size))?;
         let media_type = match self.format {
             ImageFormat::Oci => info.media_type.clone(),
@@ -176,11 +179,8 @@ impl Env<'_> {
     pub(super) fn scratch_dir(&self, prefix: &str) -> Result<tempfile::TempDir, BuildError> {
         tempfile::Builder::new()
             .prefix(&format!("{prefix}-"))
-            .tempdir_in(&self.builder.scratch)
-            .map_err(BuildError::io(
-                "create a directory in",
-                &self.builder.scratch,
-            ))
+            .tempdir_in(self.scratch)
+            .map_err(BuildError::io("create a directory in", self.scratch))
     }
 
     pub(super) fn ensure_rootfs(&self, stage: &mut StageResult) -> Result<(), BuildError> {

@@ -20,14 +20,22 @@ pub(super) fn copy_tree(
     let fail = std::io::Error::other::<String>;
     let fs_fail = std::io::Error::other::<rbuild_fs::FsError>;
     let (src_parent, src_name) = split(src)?;
-    let dest_parent = dest.parent().ok_or_else(|| fail(format!("{}: no parent", dest.display())))?;
-    let dest_name = dest.file_name().ok_or_else(|| fail(format!("{}: no name", dest.display())))?;
+    let dest_parent = dest
+        .parent()
+        .ok_or_else(|| fail(format!("{}: no parent", dest.display())))?;
+    let dest_name = dest
+        .file_name()
+        .ok_or_else(|| fail(format!("{}: no name", dest.display())))?;
     let from = Root::open(src_parent).map_err(fs_fail)?;
     let to = Root::open(dest_parent).map_err(fs_fail)?;
     let ignore = ignore.filter(|i| !i.is_empty());
     let mut dirs = Vec::new();
     rbuild_fs::walk(&from, Path::new(src_name), false, &mut |entry| {
-        let target = Path::new(dest_name).join(entry.rel);
+        let target = if entry.rel.as_os_str().is_empty() {
+            Path::new(dest_name).to_path_buf()
+        } else {
+            Path::new(dest_name).join(entry.rel)
+        };
         if !entry.rel.as_os_str().is_empty() {
             if let Some(ignore) = ignore {
                 let inner = entry.rel.to_string_lossy();
@@ -48,7 +56,10 @@ pub(super) fn copy_tree(
             Kind::Symlink => to.symlink(&target, entry.read_link()?)?,
             Kind::Dir => {
                 match to.create_dir(&target, 0o700) {
-                    Err(e) if entry.rel.as_os_str().is_empty() && to.symlink_metadata(&target).is_ok_and(|m| m.is_dir()) => {
+                    Err(e)
+                        if entry.rel.as_os_str().is_empty()
+                            && to.symlink_metadata(&target).is_ok_and(|m| m.is_dir()) =>
+                    {
                         tracing::debug!(error = %e, "copying into an existing directory");
                     }
                     other => other?,
@@ -59,27 +70,47 @@ pub(super) fn copy_tree(
             Kind::File => {
                 let mut input = entry.open_file()?;
                 let mut output = to.create_file(&target, 0o600)?;
-                std::io::copy(&mut input, &mut output).map_err(|source| rbuild_fs::FsError::Io {
-                    op: "copy",
-                    path: target.clone(),
-                    source,
+                std::io::copy(&mut input, &mut output).map_err(|source| {
+                    rbuild_fs::FsError::Io {
+                        op: "copy",
+                        path: target.clone(),
+                        source,
+                    }
                 })?;
-                to.set_meta(&target, SetMeta { mode: Some(mode), ..SetMeta::default() })?;
+                to.set_meta(
+                    &target,
+                    SetMeta {
+                        mode: Some(mode),
+                        ..SetMeta::default()
+                    },
+                )?;
             }
             // Devices, fifos and sockets carry no content a build step could read.
             Kind::Special => return Ok(Visit::Continue),
         }
         if keep_owner {
             let owner = Some((entry.meta.uid, entry.meta.gid));
-            to.set_meta(&target, SetMeta { owner, ..SetMeta::default() })?;
+            to.set_meta(
+                &target,
+                SetMeta {
+                    owner,
+                    ..SetMeta::default()
+                },
+            )?;
         }
         Ok::<_, rbuild_fs::FsError>(Visit::Continue)
     })
     .map_err(fs_fail)?;
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (dir, mode) in dirs {
-        to.set_meta(&dir, SetMeta { mode: Some(mode), ..SetMeta::default() })
-            .map_err(fs_fail)?;
+        to.set_meta(
+            &dir,
+            SetMeta {
+                mode: Some(mode),
+                ..SetMeta::default()
+            },
+        )
+        .map_err(fs_fail)?;
     }
     Ok(())
 }
@@ -98,6 +129,8 @@ fn split(path: &Path) -> std::io::Result<(&Path, &std::ffi::OsStr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn ignored_files_are_left_out_and_modes_kept() {
