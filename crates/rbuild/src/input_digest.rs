@@ -2,7 +2,7 @@
 //! `.dockerignore`, each path's name, type, mode, owner (where kept) and content, never its
 //! mtime. It feeds the step's cache key, so a touched but unchanged file keeps the cache.
 
-use crate::copy::{find_sources, SourceRoot};
+use crate::copy::{find_sources, follow_source, names_a_directory, SourceRoot};
 use rbuild_fs::{FsError, Kind, Visit};
 use rbuild_oci::{Digest, Sha256Hasher};
 use rbuild_plan::KeyEncoder;
@@ -21,8 +21,14 @@ pub fn sources_digest(
     for pattern in patterns {
         encoder.field("pattern", pattern.as_bytes());
         for rel in find_sources(pattern, root)? {
-            hash_source(&mut encoder, root, &rel, excludes)
-                .map_err(|e| format!("{}: {e}", root.label))?;
+            hash_source(
+                &mut encoder,
+                root,
+                &rel,
+                names_a_directory(pattern),
+                excludes,
+            )
+            .map_err(|e| format!("{}: {e}", root.label))?;
         }
     }
     Ok(encoder.finish())
@@ -34,13 +40,10 @@ fn hash_source(
     encoder: &mut KeyEncoder,
     root: &SourceRoot<'_>,
     rel: &Path,
+    must_follow: bool,
     excludes: &crate::IgnoreMatcher,
 ) -> Result<(), FsError> {
-    let follow = match root.root.metadata(rel) {
-        Ok(_) => true,
-        Err(e) if e.is_not_found() || matches!(e, FsError::TooManyLinks { .. }) => false,
-        Err(e) => return Err(e),
-    };
+    let follow = follow_source(root.root, rel, must_follow)?;
     rbuild_fs::walk(root.root, rel, follow, &mut |entry| {
         let full = if entry.rel.as_os_str().is_empty() {
             rel.to_path_buf()

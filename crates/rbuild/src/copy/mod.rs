@@ -157,6 +157,7 @@ pub fn stage_copy(
                 for rel in matches {
                     let source = OneSource {
                         rel: &rel,
+                        must_follow: names_a_directory(src),
                         many,
                         dest_abs: &dest_abs,
                         dest_slash,
@@ -196,6 +197,8 @@ impl From<crate::error::BuildError> for WalkFail {
 struct OneSource<'p> {
     /// The path relative to the source root (`a/./b` keeps `--parents`' pivot).
     rel: &'p Path,
+    /// Whether the pattern ends with `/` (a symlink must then lead to something).
+    must_follow: bool,
     /// Whether the pattern matched more than one path.
     many: bool,
     /// The resolved destination.
@@ -213,11 +216,18 @@ fn copy_source(
     staging: &mut Staging<'_>,
 ) -> Result<(), WalkFail> {
     let rel = source.rel;
-    let follow = match root.root.metadata(rel) {
-        Ok(_) => true,
-        Err(e) if e.is_not_found() || matches!(e, FsError::TooManyLinks { .. }) => false,
-        Err(e) => return Err(e.into()),
-    };
+    let follow = follow_source(root.root, rel, source.must_follow).map_err(|e| {
+        if e.is_not_found() {
+            WalkFail::Message(format!(
+                "{} failed: file not found in {}: {}/ (a symlink to nothing inside it)",
+                request.keyword,
+                root.label,
+                rel.display()
+            ))
+        } else {
+            WalkFail::Fs(e)
+        }
+    })?;
     let kept = request.parents.then(|| kept_parents(rel));
     let mut top_target = PathBuf::new();
     rbuild_fs::walk(root.root, rel, follow, &mut |entry: &WalkEntry<'_>| {
@@ -246,6 +256,22 @@ fn copy_source(
         }
         Ok(Visit::Continue)
     })
+}
+
+/// Whether the named source `rel` is followed: yes when it leads somewhere inside the root; a
+/// dangling (or looping) symlink is copied as itself, unless the pattern ended with `/`.
+pub(crate) fn follow_source(root: &Root, rel: &Path, must_follow: bool) -> Result<bool, FsError> {
+    match root.metadata(rel) {
+        Ok(_) => Ok(true),
+        Err(e) if must_follow => Err(e),
+        Err(e) if e.is_not_found() || matches!(e, FsError::TooManyLinks { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a source pattern names a directory by its spelling (`dir/`, `dir/.`).
+pub(crate) fn names_a_directory(pattern: &str) -> bool {
+    pattern.ends_with('/') || pattern.ends_with("/.")
 }
 
 /// The source itself: a directory's contents go into the destination, anything else to the
@@ -409,7 +435,12 @@ pub(crate) fn find_sources(pattern: &str, root: &SourceRoot<'_>) -> Result<Vec<P
         }
         current = next;
     }
-    Ok(current.into_iter().filter(|r| !root.hides(r)).collect())
+    // BuildKit: a wildcard that matches nothing is a source not found.
+    let found: Vec<PathBuf> = current.into_iter().filter(|r| !root.hides(r)).collect();
+    if found.is_empty() {
+        return Err(not_found());
+    }
+    Ok(found)
 }
 
 /// Not there, or below something that is not a directory: no match rather than an error.
