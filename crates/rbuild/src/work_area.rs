@@ -62,6 +62,7 @@ impl WorkArea {
         // reclaim never sees a build directory without its lock held.
         let fresh = tempfile::Builder::new()
             .prefix(".new-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&self.dir)
             .map_err(BuildError::io("create a directory in", &self.dir))?;
         let lock_path = fresh.path().join(LOCK_NAME);
@@ -150,4 +151,60 @@ impl Drop for BuildDir {
 /// Removes `name` in `dir` and everything below it, never following a symlink.
 fn remove_in(dir: &Path, name: &std::ffi::OsStr) -> Result<(), rbuild_fs::FsError> {
     rbuild_fs::Root::open(dir)?.remove(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_a_live_build_is_never_reclaimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".rbuild-work");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let area = WorkArea::open(path.clone()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700, "an existing work area is tightened");
+
+        // A build that was killed: its directory, its lock file, nobody holding it.
+        let dead = path.join("build-dead");
+        std::fs::create_dir_all(dead.join("rootfs-x/bin")).unwrap();
+        std::fs::write(dead.join(LOCK_NAME), "").unwrap();
+        std::fs::write(dead.join("rootfs-x/bin/tool"), "x").unwrap();
+        // A read-only directory, as an image may carry.
+        std::fs::set_permissions(
+            dead.join("rootfs-x/bin"),
+            std::fs::Permissions::from_mode(0o500),
+        )
+        .unwrap();
+        // An escape attempt: a symlink in the leftovers must be removed, not followed.
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "k").unwrap();
+        std::os::unix::fs::symlink(&outside, dead.join("link")).unwrap();
+
+        let live = area.begin_build().unwrap();
+        assert!(!dead.exists(), "the killed build's directory is reclaimed");
+        assert!(outside.join("keep").exists(), "nothing outside is removed");
+        let mode = std::fs::metadata(live.path()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+
+        // A second builder on the same store (its own lock on the same file conflicts, as
+        // another process's would) leaves the live build alone.
+        let other = WorkArea::open(path.clone()).unwrap();
+        let second = other.begin_build().unwrap();
+        assert!(
+            live.path().exists(),
+            "a live build's directory is never reclaimed"
+        );
+        let live_path = live.path().to_path_buf();
+        drop(live);
+        assert!(
+            !live_path.exists(),
+            "a finished build removes its directory"
+        );
+        drop(second);
+        assert_eq!(std::fs::read_dir(&path).unwrap().count(), 0);
+    }
 }

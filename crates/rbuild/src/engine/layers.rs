@@ -179,6 +179,7 @@ impl Env<'_> {
     pub(super) fn scratch_dir(&self, prefix: &str) -> Result<tempfile::TempDir, BuildError> {
         tempfile::Builder::new()
             .prefix(&format!("{prefix}-"))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(self.scratch)
             .map_err(BuildError::io("create a directory in", self.scratch))
     }
