@@ -128,8 +128,9 @@ pub fn apply_layer(
     Ok(report)
 }
 
-/// The compression announced by the first bytes, and a reader of the uncompressed stream.
-fn decompressed<'a>(
+/// The compression announced by the first bytes (gzip, zstd or none), and a reader of the
+/// uncompressed stream.
+pub fn decompressed<'a>(
     mut layer: impl Read + 'a,
 ) -> Result<(Compression, Box<dyn Read + 'a>), LayerError> {
     let mut magic = [0u8; 4];

@@ -61,7 +61,7 @@ mod tar_stream;
 mod write;
 mod xattrs;
 
-pub use apply::{apply_layer, ApplyOptions, ApplyReport};
+pub use apply::{apply_layer, decompressed, ApplyOptions, ApplyReport};
 pub use changes::{Change, ChangeSet};
 pub use error::LayerError;
 pub use overlay::changes_from_overlay_upper;

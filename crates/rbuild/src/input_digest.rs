@@ -101,6 +101,7 @@ mod tests {
             label: "ctx".into(),
             ignore: Some(&ignore),
             keep_owner: false,
+            owners: None,
         };
         let pats = vec!["d".to_string()];
         let first = sources_digest(&root, &pats, &IgnoreMatcher::default()).unwrap();

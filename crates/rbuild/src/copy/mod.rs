@@ -32,6 +32,10 @@ pub struct SourceRoot<'a> {
     /// Keep the sources' owners when no `--chown` is given (`--from` and archives do; context
     /// files become root's).
     pub keep_owner: bool,
+    /// With `keep_owner`: the owners the image's layers give its paths (relative to the
+    /// root), used instead of the files' when the builder could not give files their owners
+    /// (it is not root).
+    pub owners: Option<&'a rbuild_layer::OwnerMap>,
 }
 
 impl SourceRoot<'_> {
@@ -230,17 +234,36 @@ fn copy_source(
     })?;
     let kept = request.parents.then(|| kept_parents(rel));
     let mut top_target = PathBuf::new();
+    // Where the source really is in its root, for the recorded owners.
+    let real_start = match root.owners {
+        Some(_) => root.root.resolve(rel, follow)?,
+        None => PathBuf::new(),
+    };
+    let owned = |entry: &WalkEntry<'_>| {
+        let mut meta = entry.meta;
+        if let Some(owners) = root.owners {
+            let real = real_start.join(entry.rel);
+            let real = if entry.rel.as_os_str().is_empty() {
+                real_start.clone()
+            } else {
+                real
+            };
+            if let Some(&(uid, gid)) = owners.get(&real) {
+                meta.uid = uid;
+                meta.gid = gid;
+            }
+        }
+        meta
+    };
     rbuild_fs::walk(root.root, rel, follow, &mut |entry: &WalkEntry<'_>| {
+        let meta = owned(entry);
         if entry.rel.as_os_str().is_empty() {
-            return copy_top(
+            let top = Top {
                 source,
-                kept.as_deref(),
-                entry,
-                &mut top_target,
-                request,
-                root,
-                staging,
-            );
+                kept: kept.as_deref(),
+                meta: &meta,
+            };
+            return copy_top(&top, entry, &mut top_target, request, root, staging);
         }
         let full_rel = join_rel(rel, entry.rel);
         let is_dir = entry.meta.is_dir();
@@ -250,12 +273,21 @@ fn copy_source(
         let target = top_target.join(entry.rel);
         if is_dir {
             staging.ensure_dir(&target)?;
-            staging.set_dir_meta(&target, dir_meta(&entry.meta, request, root))?;
+            staging.set_dir_meta(&target, dir_meta(&meta, request, root))?;
         } else {
-            copy_entry(entry, &target, request, root, staging)?;
+            copy_entry(entry, &meta, &target, request, root, staging)?;
         }
         Ok(Visit::Continue)
     })
+}
+
+/// The source itself, as [`copy_top`] copies it.
+struct Top<'t> {
+    source: &'t OneSource<'t>,
+    /// `--parents`: the part of the path kept.
+    kept: Option<&'t Path>,
+    /// Its metadata, owners as the image records them.
+    meta: &'t FileMeta,
 }
 
 /// Whether the named source `rel` is followed: yes when it leads somewhere inside the root; a
@@ -277,21 +309,21 @@ pub(crate) fn names_a_directory(pattern: &str) -> bool {
 /// The source itself: a directory's contents go into the destination, anything else to the
 /// destination or a name in it.
 fn copy_top(
-    source: &OneSource<'_>,
-    kept: Option<&Path>,
+    top: &Top<'_>,
     entry: &WalkEntry<'_>,
     top_target: &mut PathBuf,
     request: &CopyRequest<'_>,
     root: &SourceRoot<'_>,
     staging: &mut Staging<'_>,
 ) -> Result<Visit, WalkFail> {
+    let (source, kept) = (top.source, top.kept);
     if entry.meta.is_dir() {
         *top_target = match kept {
             Some(k) if k != Path::new(".") && !k.as_os_str().is_empty() => source.dest_abs.join(k),
             _ => source.dest_abs.to_path_buf(),
         };
         if staging.ensure_dir(&*top_target)? {
-            staging.set_dir_meta(&*top_target, dir_meta(&entry.meta, request, root))?;
+            staging.set_dir_meta(&*top_target, dir_meta(top.meta, request, root))?;
         }
         return Ok(Visit::Continue);
     }
@@ -316,7 +348,7 @@ fn copy_top(
             return Ok(Visit::Continue);
         }
     }
-    copy_entry(entry, &target, request, root, staging)?;
+    copy_entry(entry, top.meta, &target, request, root, staging)?;
     Ok(Visit::Continue)
 }
 
@@ -458,12 +490,12 @@ fn is_missing(e: &FsError) -> bool {
 /// and extended attributes; devices, fifos and sockets are skipped, as BuildKit skips them.
 fn copy_entry(
     entry: &WalkEntry<'_>,
+    meta: &FileMeta,
     target: &Path,
     request: &CopyRequest<'_>,
     root: &SourceRoot<'_>,
     staging: &mut Staging<'_>,
 ) -> Result<(), WalkFail> {
-    let meta = &entry.meta;
     let (uid, gid) = owner_of(meta, request, root);
     let mtime = (meta.mtime, meta.mtime_nsec);
     match meta.kind {

@@ -46,6 +46,9 @@ pub struct Staging<'a> {
     dir_times: Vec<(PathBuf, u32, (i64, u32))>,
     /// The owner of every staged entry, by path relative to the staging tree.
     owners: OwnerMap,
+    /// The owners of the stage's directories as its layers record them, when the files on
+    /// disk cannot say (a builder that is not root could not give them their owners).
+    stage_owners: Option<OwnerMap>,
 }
 
 impl<'a> Staging<'a> {
@@ -66,7 +69,14 @@ impl<'a> Staging<'a> {
             time,
             dir_times: Vec::new(),
             owners: OwnerMap::new(),
+            stage_owners: None,
         }
+    }
+
+    /// Takes the owners of the stage's existing directories from `owners` (paths relative to
+    /// the root, as in the layers) rather than from the files on disk.
+    pub fn set_stage_owners(&mut self, owners: OwnerMap) {
+        self.stage_owners = Some(owners);
     }
 
     /// The mode of directories this step creates (0755 unless `--chmod` says otherwise:
@@ -179,10 +189,15 @@ impl<'a> Staging<'a> {
             let meta = match existing {
                 Some(m) => {
                     created_last = false;
+                    let (uid, gid) = self
+                        .stage_owners
+                        .as_ref()
+                        .and_then(|o| o.get(&current).copied())
+                        .unwrap_or((m.uid, m.gid));
                     EntryMeta {
                         mode: m.permissions(),
-                        uid: m.uid,
-                        gid: m.gid,
+                        uid,
+                        gid,
                         mtime: (m.mtime, m.mtime_nsec),
                     }
                 }

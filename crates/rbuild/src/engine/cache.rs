@@ -82,6 +82,7 @@ fn step_key(
                     label: "build context".into(),
                     ignore: Some(context.ignore()),
                     keep_owner: false,
+                    owners: None,
                 };
                 // What `--exclude` leaves out of the copy does not count either.
                 let excludes = match &step.instruction {
