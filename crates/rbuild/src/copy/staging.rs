@@ -43,7 +43,10 @@ pub struct Staging<'a> {
     time: i64,
     /// Directory modes and mtimes, set last: writing children changes the mtime, and a mode
     /// without `w`/`x` would stop an unprivileged builder from writing them.
-    dir_times: Vec<(PathBuf, u32, (i64, u32))>,
+    dir_times: std::collections::BTreeMap<PathBuf, (u32, (i64, u32))>,
+    /// Paths known to be real directories of the staging tree (made or checked by this
+    /// staging, and not replaced since): resolving through them needs no system call.
+    known_dirs: std::collections::HashSet<PathBuf>,
     /// The owner of every staged entry, by path relative to the staging tree.
     owners: OwnerMap,
     /// The owners of the stage's directories as its layers record them, when the files on
@@ -67,7 +70,8 @@ impl<'a> Staging<'a> {
             new_dir_owner,
             new_dir_mode: 0o755,
             time,
-            dir_times: Vec::new(),
+            dir_times: Default::default(),
+            known_dirs: Default::default(),
             owners: OwnerMap::new(),
             stage_owners: None,
         }
@@ -124,9 +128,15 @@ impl<'a> Staging<'a> {
     fn resolved(&self, abs: &Path, follow_final: bool) -> Result<PathBuf, BuildError> {
         let tree = self.tree()?;
         let stage = self.stage()?;
-        rbuild_fs::resolve_in_root(abs, follow_final, &mut |rel| match tree.lookup(rel)? {
-            Node::Missing => stage.map_or(Ok(Node::Missing), |s| s.lookup(rel)),
-            found => Ok(found),
+        let known = &self.known_dirs;
+        rbuild_fs::resolve_in_root(abs, follow_final, &mut |rel| {
+            if known.contains(rel) {
+                return Ok(Node::Dir);
+            }
+            match tree.lookup(rel)? {
+                Node::Missing => stage.map_or(Ok(Node::Missing), |s| s.lookup(rel)),
+                found => Ok(found),
+            }
         })
         .map_err(self.fs_error())
     }
@@ -165,9 +175,14 @@ impl<'a> Staging<'a> {
         let mut created_last = false;
         for part in rel.components() {
             current.push(part);
+            if self.known_dirs.contains(&current) {
+                created_last = false;
+                continue;
+            }
             match self.tree()?.symlink_metadata(&current) {
                 Ok(m) if m.is_dir() => {
                     created_last = false;
+                    self.known_dirs.insert(current.clone());
                     continue;
                 }
                 Ok(_) => {
@@ -186,6 +201,7 @@ impl<'a> Staging<'a> {
             self.tree()?
                 .create_dir(&current, 0o700)
                 .map_err(self.fs_error())?;
+            self.known_dirs.insert(current.clone());
             let meta = match existing {
                 Some(m) => {
                     created_last = false;
@@ -238,6 +254,10 @@ impl<'a> Staging<'a> {
         }
         self.ensure_rel_dir(rel.parent().unwrap_or(Path::new("")))?;
         self.tree()?.remove(&rel).map_err(self.fs_error())?;
+        if self.known_dirs.remove(&rel) {
+            self.known_dirs.retain(|d| !d.starts_with(&rel));
+            self.dir_times.retain(|d, _| !d.starts_with(&rel));
+        }
         Ok(rel)
     }
 
@@ -295,10 +315,9 @@ impl<'a> Staging<'a> {
     /// for [`rbuild_layer::LayerWriter::write_with_owners`].
     pub fn finish_with_owners(mut self) -> Result<(PathBuf, OwnerMap), BuildError> {
         // Deepest first, so a parent's mode never locks out its children.
-        self.dir_times
-            .sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
-        let dirs = std::mem::take(&mut self.dir_times);
-        for (rel, mode, mtime) in dirs {
+        let mut dirs: Vec<_> = std::mem::take(&mut self.dir_times).into_iter().collect();
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (rel, (mode, mtime)) in dirs {
             let meta = SetMeta {
                 mode: Some(mode),
                 owner: None,
@@ -311,29 +330,28 @@ impl<'a> Staging<'a> {
 
     fn set_meta(&mut self, rel: &Path, meta: EntryMeta, is_dir: bool) -> Result<(), BuildError> {
         self.owners.insert(rel.to_path_buf(), (meta.uid, meta.gid));
-        set_owner(self.tree()?, rel, meta).map_err(self.fs_error())?;
-        if is_dir {
-            self.dir_times.retain(|(p, _, _)| p != rel);
+        let set = if is_dir {
             self.dir_times
-                .push((rel.to_path_buf(), meta.mode, meta.mtime));
-            return Ok(());
-        }
-        let set = SetMeta {
-            mode: Some(meta.mode),
-            owner: None,
-            mtime: Some(meta.mtime),
+                .insert(rel.to_path_buf(), (meta.mode, meta.mtime));
+            SetMeta {
+                owner: Some((meta.uid, meta.gid)),
+                ..SetMeta::default()
+            }
+        } else {
+            SetMeta {
+                mode: Some(meta.mode),
+                owner: Some((meta.uid, meta.gid)),
+                mtime: Some(meta.mtime),
+            }
         };
-        self.tree()?.set_meta(rel, set).map_err(self.fs_error())
+        set_with_owner(self.tree()?, rel, set).map_err(self.fs_error())
     }
 }
 
-/// Gives `rel` its owner. Without the privilege to (a builder that is not root), the entry
-/// keeps the builder's ids on disk; the layer still gets the right ones from the owner map.
-fn set_owner(tree: &Root, rel: &Path, meta: EntryMeta) -> Result<(), FsError> {
-    let set = SetMeta {
-        owner: Some((meta.uid, meta.gid)),
-        ..SetMeta::default()
-    };
+/// Sets `set` on `rel`, its owner included. Without the privilege to `chown` (a builder that
+/// is not root), the entry keeps the builder's ids on disk; the layer still gets the right
+/// ones from the owner map.
+fn set_with_owner(tree: &Root, rel: &Path, set: SetMeta) -> Result<(), FsError> {
     match tree.set_meta(rel, set) {
         Ok(()) => Ok(()),
         Err(FsError::Io { source, .. })
@@ -341,11 +359,9 @@ fn set_owner(tree: &Root, rel: &Path, meta: EntryMeta) -> Result<(), FsError> {
         {
             tracing::debug!(
                 path = %rel.display(),
-                uid = meta.uid,
-                gid = meta.gid,
                 "owner recorded for the layer only (not privileged to chown)"
             );
-            Ok(())
+            tree.set_meta(rel, SetMeta { owner: None, ..set })
         }
         Err(e) => Err(e),
     }
