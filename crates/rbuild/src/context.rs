@@ -129,30 +129,25 @@ impl BuildContext {
     /// Dockerfile is a file): `<Dockerfile>.dockerignore` first, then `.dockerignore` at the
     /// context root.
     pub fn load_ignore(&mut self, dockerfile: Option<&Path>) -> Result<(), BuildError> {
-        // `<Dockerfile>.dockerignore` is named by the operator; `.dockerignore` is read inside
-        // the context (a symlink there cannot name a host file).
-        let mut text = None;
+        // `<Dockerfile>.dockerignore` and `.dockerignore` inside the context are read inside it
+        // (a symlink there cannot name a host file); a Dockerfile outside the context is the
+        // operator's, and so is its ignore file.
+        let mut candidates = Vec::new();
         if let Some(df) = dockerfile {
             let mut name = df.as_os_str().to_os_string();
             name.push(".dockerignore");
-            let file = PathBuf::from(name);
-            match std::fs::read_to_string(&file) {
-                Ok(t) => text = Some((t, file)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(BuildError::io("read", file)(e)),
-            }
+            candidates.push(PathBuf::from(name));
         }
-        if text.is_none() {
-            let file = self.root.join(".dockerignore");
-            match self.fs.open_file(".dockerignore") {
-                Ok(mut f) => {
-                    let mut t = String::new();
-                    f.read_to_string(&mut t)
-                        .map_err(BuildError::io("read", &file))?;
+        candidates.push(self.root.join(".dockerignore"));
+        let mut text = None;
+        for file in candidates {
+            match self.read_text(&file) {
+                Ok(t) => {
                     text = Some((t, file));
+                    break;
                 }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(BuildError::fs(&self.root)(e)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(BuildError::io("read", file)(e)),
             }
         }
         if let Some((text, file)) = text {
@@ -163,6 +158,23 @@ impl BuildContext {
             tracing::debug!(file = %file.display(), patterns = self.ignore.patterns().len(), "ignore file");
         }
         Ok(())
+    }
+
+    /// The text of the file at `path`: relative to the context or below its root, read
+    /// inside the context (symlinks followed only there); elsewhere, the operator's path.
+    pub(crate) fn read_text(&self, path: &Path) -> std::io::Result<String> {
+        let rel = match path.strip_prefix(&self.root) {
+            Ok(rel) => rel,
+            Err(_) if path.is_relative() => path,
+            Err(_) => return std::fs::read_to_string(path),
+        };
+        let mut file = self.fs.open_file(rel).map_err(|e| match e {
+            rbuild_fs::FsError::Io { source, .. } => source,
+            other => std::io::Error::other(other),
+        })?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        Ok(text)
     }
 
     /// The ignore patterns in force.

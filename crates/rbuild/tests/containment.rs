@@ -415,3 +415,28 @@ fn copy_from_a_hostile_image_stays_in_its_root() {
     s.assert_untouched();
     assert_no_blob_holds(builder.store().root(), SECRET);
 }
+
+/// The Dockerfile and its ignore files named relative to the context are read inside it: a
+/// symlink to a host file is not followed there (and its bytes never reach an error message).
+#[test]
+fn dockerfile_and_ignore_files_are_read_inside_the_context() {
+    let s = scene();
+    fs::write(s.context.join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+    fs::write(s.context.join("f"), "f\n").unwrap();
+    symlink(
+        s.outside.join("secret"),
+        s.context.join("Dockerfile.dockerignore"),
+    )
+    .unwrap();
+    symlink(s.outside.join("secret"), s.context.join("Evil")).unwrap();
+    let mut request = s.request("");
+    request.dockerfile = DockerfileSource::Path("Dockerfile".into());
+    s.builder.build(request).unwrap();
+    s.assert_untouched();
+    let mut request = s.request("");
+    request.dockerfile = DockerfileSource::Path("Evil".into());
+    let err = s.builder.build(request).unwrap_err();
+    assert!(matches!(err, BuildError::Dockerfile { .. }), "{err}");
+    assert!(!err.to_string().contains("HOST-SECRET"), "{err}");
+    s.assert_untouched();
+}

@@ -142,7 +142,7 @@ impl Builder {
                 } else {
                     context.root().join(p)
                 };
-                let text = read_dockerfile(&context, p).map_err(|e| BuildError::Dockerfile {
+                let text = context.read_text(p).map_err(|e| BuildError::Dockerfile {
                     path: p.clone(),
                     reason: if e.kind() == std::io::ErrorKind::NotFound {
                         "not found".into()
@@ -444,22 +444,6 @@ impl Builder {
             pushed: Vec::new(),
         })
     }
-}
-
-/// The Dockerfile's text: an absolute path is the operator's; a relative one is read inside
-/// the context (a symlink there cannot name a host file).
-fn read_dockerfile(context: &BuildContext, path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    if path.is_absolute() {
-        return std::fs::read_to_string(path);
-    }
-    let mut file = context.fs_root().open_file(path).map_err(|e| match e {
-        rbuild_fs::FsError::Io { source, .. } => source,
-        other => std::io::Error::other(other),
-    })?;
-    file.read_to_string(&mut text)?;
-    Ok(text)
 }
 
 fn write_atomically(
