@@ -128,16 +128,20 @@ fn build_dirs(work: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// The unpacked busybox of a running build, once there.
+/// The unpacked busybox of a running build, once there (anywhere two levels below `work`).
 fn wait_for_rootfs(work: &Path, child: &mut std::process::Child) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(120);
+    let children = |dir: &Path| -> Vec<PathBuf> {
+        fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
     loop {
-        for build in build_dirs(work) {
-            for entry in fs::read_dir(&build).into_iter().flatten() {
-                let candidate = entry.unwrap().path().join("bin/busybox");
-                if candidate.exists() {
-                    return candidate;
-                }
+        for level1 in children(work) {
+            let mut candidates = vec![level1.join("bin/busybox")];
+            candidates.extend(children(&level1).iter().map(|p| p.join("bin/busybox")));
+            if let Some(found) = candidates.into_iter().find(|c| c.exists()) {
+                return found;
             }
         }
         if let Some(status) = child.try_wait().unwrap() {
