@@ -279,8 +279,9 @@ fn compression_of(magic: &[u8]) -> Compression {
     }
 }
 
-/// The compression announced by the first bytes, and a reader of the uncompressed stream.
-fn decompressed<'a>(
+/// The compression announced by the first bytes (gzip, zstd or none), and a reader of the
+/// uncompressed stream.
+pub fn decompressed<'a>(
     mut layer: impl Read + 'a,
 ) -> Result<(Compression, Box<dyn Read + 'a>), LayerError> {
     let (magic, got) = read_magic(&mut layer)?;

@@ -65,13 +65,14 @@ mod write;
 mod xattrs;
 
 pub use apply::{
-    apply_image_layer, apply_layer, check_layer_media_type, layer_compression, ApplyOptions,
-    ApplyReport, ImageLayer,
+    apply_image_layer, apply_layer, check_layer_media_type, decompressed, layer_compression,
+    ApplyOptions, ApplyReport, ImageLayer,
 };
 pub use changes::{Change, ChangeSet};
 pub use error::LayerError;
 pub use overlay::changes_from_overlay_upper;
 pub use rbuild_oci::Compression;
 pub use scan::{diff, FileMeta, TreeScan};
+pub use tar_stream::OwnerMap;
 pub use write::{docker_media_type, media_type, LayerInfo, LayerOptions, LayerWriter};
 pub use xattrs::{is_overlay_xattr, Xattrs, LAYER_XATTR};

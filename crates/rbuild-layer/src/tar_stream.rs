@@ -17,6 +17,11 @@ use crate::error::LayerError;
 use crate::tar_header::{self, EntryType, HeaderFields, BLOCK};
 use crate::xattrs;
 
+/// Owners (uid, gid) a layer records for some paths (relative to the tree written) instead of
+/// the owners those paths have on disk: a builder without the privilege to `chown` still
+/// writes the owners the image must have.
+pub type OwnerMap = HashMap<std::path::PathBuf, (u32, u32)>;
+
 /// The name of the marker that makes a directory opaque.
 pub(crate) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// The prefix of a whiteout's name.
@@ -47,12 +52,14 @@ struct PlannedEntry<'a> {
 pub(crate) fn write_tar(
     root: &Path,
     changes: &ChangeSet,
+    owners: &OwnerMap,
     source_date_epoch: Option<i64>,
     sink: &mut ChunkSink,
 ) -> Result<u64, LayerError> {
     let plan = plan(changes);
     let mut writer = TarStream {
         root,
+        owners,
         epoch: source_date_epoch,
         sink,
         header: Vec::with_capacity(4 * BLOCK),
@@ -129,6 +136,8 @@ fn plan(changes: &ChangeSet) -> Vec<PlannedEntry<'_>> {
 
 struct TarStream<'a, 's> {
     root: &'a Path,
+    /// Owners written instead of the source tree's, by path relative to `root`.
+    owners: &'a OwnerMap,
     epoch: Option<i64>,
     sink: &'s mut ChunkSink,
     header: Vec<u8>,
@@ -195,12 +204,17 @@ impl TarStream<'_, '_> {
             .into_iter()
             .map(|(k, v)| (k.into_vec(), v))
             .collect();
+        let (uid, gid) = self
+            .owners
+            .get(Path::new(std::ffi::OsStr::from_bytes(name)))
+            .copied()
+            .unwrap_or((meta.uid(), meta.gid()));
         let mut fields = HeaderFields {
             name,
             entry_type: EntryType::Regular,
             mode: meta.mode() & 0o7777,
-            uid: u64::from(meta.uid()),
-            gid: u64::from(meta.gid()),
+            uid: u64::from(uid),
+            gid: u64::from(gid),
             size: 0,
             mtime: self.clamp(meta.mtime()),
             link_name: b"",

@@ -13,7 +13,7 @@ use crate::changes::ChangeSet;
 use crate::chunk_sink::ChunkSink;
 use crate::error::LayerError;
 use crate::parallel_gzip;
-use crate::tar_stream;
+use crate::tar_stream::{self, OwnerMap};
 
 /// The input size of one zstd worker job (a fixed value: it shapes the output).
 const ZSTD_JOB_SIZE: u32 = 1024 * 1024;
@@ -89,13 +89,25 @@ impl LayerWriter {
         changes: &ChangeSet,
         out: W,
     ) -> Result<LayerInfo, LayerError> {
+        self.write_with_owners(root, changes, &OwnerMap::new(), out)
+    }
+
+    /// [`LayerWriter::write`], with the owners of the paths in `owners` (relative to `root`)
+    /// taken from there rather than from the files.
+    pub fn write_with_owners<W: Write>(
+        &self,
+        root: &Path,
+        changes: &ChangeSet,
+        owners: &OwnerMap,
+        out: W,
+    ) -> Result<LayerInfo, LayerError> {
         let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
         let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 2);
         let epoch = self.options.source_date_epoch;
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || {
                 let mut sink = ChunkSink::new(tx, recycle_rx);
-                let entries = tar_stream::write_tar(root, changes, epoch, &mut sink)?;
+                let entries = tar_stream::write_tar(root, changes, owners, epoch, &mut sink)?;
                 let (diff_id, size) = sink.finish().map_err(LayerError::Output)?;
                 Ok::<_, LayerError>((diff_id, size, entries))
             });

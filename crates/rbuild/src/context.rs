@@ -53,6 +53,7 @@ impl ContextSource {
 #[derive(Debug)]
 pub struct BuildContext {
     root: PathBuf,
+    fs: rbuild_fs::Root,
     ignore: IgnoreMatcher,
     _extracted: Option<tempfile::TempDir>,
 }
@@ -70,13 +71,7 @@ impl BuildContext {
             reason,
         };
         let (base, extracted) = match source {
-            ContextSource::Dir(dir) => {
-                let meta = std::fs::metadata(&dir).map_err(|e| bad(e.to_string()))?;
-                if !meta.is_dir() {
-                    return Err(bad("not a directory".into()));
-                }
-                (dir, None)
-            }
+            ContextSource::Dir(dir) => (dir, None),
             ContextSource::Tar(path) => {
                 let file = std::fs::File::open(&path).map_err(|e| bad(e.to_string()))?;
                 let temp = extract(file, scratch).map_err(&bad)?;
@@ -87,26 +82,42 @@ impl BuildContext {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
-        let root = match sub_path.filter(|s| !s.is_empty()) {
+        let base = rbuild_fs::Root::open(&base).map_err(|e| match e {
+            rbuild_fs::FsError::Io { source, .. }
+                if source.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+            {
+                bad("not a directory".into())
+            }
+            rbuild_fs::FsError::Io { source, .. } => bad(source.to_string()),
+            other => bad(other.to_string()),
+        })?;
+        // The sub-path is resolved inside the context: a symlink in it is followed as it would
+        // be with the context as `/`, never to the host's directories.
+        let fs = match sub_path.filter(|s| !s.is_empty()) {
             None => base,
             Some(sub) => {
                 let cleaned = crate::dockerignore::go_clean(sub.trim_start_matches('/'));
                 if cleaned.starts_with("..") {
                     return Err(bad(format!("context sub-path {sub:?} leaves the context")));
                 }
-                let root = base.join(&cleaned);
-                if !root.is_dir() {
-                    return Err(bad(format!("context sub-path {sub:?} is not a directory")));
-                }
-                root
+                base.open_subdir(&cleaned).map_err(|e| {
+                    bad(format!(
+                        "context sub-path {sub:?} is not a directory in the context: {e}"
+                    ))
+                })?
             }
         };
-        let root = root.canonicalize().map_err(|e| bad(e.to_string()))?;
         Ok(BuildContext {
-            root,
+            root: fs.path().to_path_buf(),
+            fs,
             ignore: IgnoreMatcher::default(),
             _extracted: extracted,
         })
+    }
+
+    /// The context's tree: every path of a step is resolved inside it.
+    pub fn fs_root(&self) -> &rbuild_fs::Root {
+        &self.fs
     }
 
     /// The context's root directory on disk.
@@ -118,6 +129,9 @@ impl BuildContext {
     /// Dockerfile is a file): `<Dockerfile>.dockerignore` first, then `.dockerignore` at the
     /// context root.
     pub fn load_ignore(&mut self, dockerfile: Option<&Path>) -> Result<(), BuildError> {
+        // `<Dockerfile>.dockerignore` and `.dockerignore` inside the context are read inside it
+        // (a symlink there cannot name a host file); a Dockerfile outside the context is the
+        // operator's, and so is its ignore file.
         let mut candidates = Vec::new();
         if let Some(df) = dockerfile {
             let mut name = df.as_os_str().to_os_string();
@@ -125,22 +139,42 @@ impl BuildContext {
             candidates.push(PathBuf::from(name));
         }
         candidates.push(self.root.join(".dockerignore"));
+        let mut text = None;
         for file in candidates {
-            match std::fs::read_to_string(&file) {
-                Ok(text) => {
-                    self.ignore =
-                        IgnoreMatcher::parse(&text).map_err(|source| BuildError::Ignore {
-                            file: file.clone(),
-                            source,
-                        })?;
-                    tracing::debug!(file = %file.display(), patterns = self.ignore.patterns().len(), "ignore file");
-                    return Ok(());
+            match self.read_text(&file) {
+                Ok(t) => {
+                    text = Some((t, file));
+                    break;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(BuildError::io("read", file)(e)),
             }
         }
+        if let Some((text, file)) = text {
+            self.ignore = IgnoreMatcher::parse(&text).map_err(|source| BuildError::Ignore {
+                file: file.clone(),
+                source,
+            })?;
+            tracing::debug!(file = %file.display(), patterns = self.ignore.patterns().len(), "ignore file");
+        }
         Ok(())
+    }
+
+    /// The text of the file at `path`: relative to the context or below its root, read
+    /// inside the context (symlinks followed only there); elsewhere, the operator's path.
+    pub(crate) fn read_text(&self, path: &Path) -> std::io::Result<String> {
+        let rel = match path.strip_prefix(&self.root) {
+            Ok(rel) => rel,
+            Err(_) if path.is_relative() => path,
+            Err(_) => return std::fs::read_to_string(path),
+        };
+        let mut file = self.fs.open_file(rel).map_err(|e| match e {
+            rbuild_fs::FsError::Io { source, .. } => source,
+            other => std::io::Error::other(other),
+        })?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        Ok(text)
     }
 
     /// The ignore patterns in force.

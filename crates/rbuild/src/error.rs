@@ -92,6 +92,15 @@ pub enum BuildError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A path inside a tree the build reads or stages (the context, a stage's or an image's
+    /// filesystem, a staging tree) could not be used; paths never leave that tree.
+    #[error("{tree}: {source}")]
+    Fs {
+        /// The tree on the host.
+        tree: PathBuf,
+        /// What failed, on which path inside the tree.
+        source: rbuild_fs::FsError,
+    },
     /// An output (OCI layout, docker-archive, digest file) could not be written.
     #[error("output {path}: {reason}")]
     Output {
@@ -112,6 +121,14 @@ impl BuildError {
         match self {
             BuildError::RunFailed { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+
+    /// A failure inside the tree at `tree`.
+    pub(crate) fn fs(tree: &std::path::Path) -> impl FnOnce(rbuild_fs::FsError) -> BuildError + '_ {
+        move |source| BuildError::Fs {
+            tree: tree.to_path_buf(),
+            source,
         }
     }
 

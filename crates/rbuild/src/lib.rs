@@ -106,6 +106,7 @@ mod secrets;
 mod store_resolver;
 mod timestamp;
 mod unchanged_dirs;
+mod work_area;
 
 pub use context::{BuildContext, ContextSource};
 pub use dockerignore::IgnoreMatcher;

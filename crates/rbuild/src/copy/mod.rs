@@ -14,15 +14,17 @@ use crate::dockerignore::{glob_match, go_clean, has_glob, IgnoreMatcher};
 use crate::image_state::normalize_workdir;
 use chmod::Chmod;
 use rbuild_dockerfile::CopySource;
+use rbuild_fs::{FileMeta, FsError, Kind, Root, Visit, WalkEntry};
 use staging::{EntryMeta, Staging};
-use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 /// Where sources are read from.
 pub struct SourceRoot<'a> {
-    /// The directory sources are relative to.
-    pub dir: &'a Path,
+    /// The tree sources are relative to: every path is resolved inside it, a symlink followed
+    /// only inside it.
+    pub root: &'a Root,
     /// How errors name it (`build context`, `stage build`...).
     pub label: String,
     /// `.dockerignore` (context sources only).
@@ -30,6 +32,42 @@ pub struct SourceRoot<'a> {
     /// Keep the sources' owners when no `--chown` is given (`--from` and archives do; context
     /// files become root's).
     pub keep_owner: bool,
+    /// With `keep_owner`: the owners the image's layers give its paths (relative to the
+    /// root), used instead of the files' when the builder could not give files their owners
+    /// (it is not root).
+    pub owners: Option<&'a rbuild_layer::OwnerMap>,
+}
+
+impl SourceRoot<'_> {
+    /// Whether `.dockerignore` hides `rel` (relative to the root).
+    fn hides(&self, rel: &Path) -> bool {
+        rel != Path::new(".")
+            && self
+                .ignore
+                .is_some_and(|i| !i.is_empty() && i.is_ignored(&rel.to_string_lossy()))
+    }
+
+    /// Whether the walk must skip `rel` (below a source), by `.dockerignore` and `--exclude`
+    /// (`inner` is `rel` relative to the source being copied).
+    pub(crate) fn skips(
+        &self,
+        excludes: &IgnoreMatcher,
+        rel: &Path,
+        inner: &Path,
+        is_dir: bool,
+    ) -> bool {
+        if !excludes.is_empty()
+            && (excludes.is_ignored(&inner.to_string_lossy())
+                || excludes.is_ignored(&rel.to_string_lossy()))
+        {
+            return true;
+        }
+        self.hides(rel)
+            && !(is_dir
+                && self
+                    .ignore
+                    .is_some_and(|i| i.may_reinclude_below(&rel.to_string_lossy())))
+    }
 }
 
 /// One COPY or ADD, after expansion.
@@ -74,7 +112,7 @@ pub fn stage_copy(
             "When using {kw} with more than one source file, the destination must be a directory and end with a /"
         ));
     }
-    let dest_abs = staging.resolve(&dest_abs);
+    let dest_abs = staging.resolve(&dest_abs).map_err(|e| e.to_string())?;
     if request.checksum.is_some() {
         // BuildKit's dispatchCopy (dockerfile2llb/convert.go) checks this before any copy.
         match request.sources {
@@ -93,12 +131,11 @@ pub fn stage_copy(
             }
         }
     }
-
     for source in request.sources {
         match source {
             CopySource::Heredoc(doc) => {
                 let target = if dest_slash || staging.is_dir_in_stage(&dest_abs) {
-                    format!("{}/{}", dest_abs.trim_end_matches('/'), doc.name)
+                    dest_abs.join(&doc.name)
                 } else {
                     dest_abs.clone()
                 };
@@ -133,69 +170,240 @@ pub fn stage_copy(
                 if kw != "ADD" {
                     return Err("source can't be a URL for COPY".into());
                 }
-                remote::add_url(src, request, &dest_abs, dest_slash, staging)?;
+                let dest = dest_abs.to_string_lossy();
+                remote::add_url(src, request, &dest, dest_slash, staging)?;
             }
             CopySource::Path(src) => {
                 let matches = find_sources(src, root).map_err(|e| format!("{kw} failed: {e}"))?;
                 let many = matches.len() > 1;
                 for rel in matches {
-                    let on_disk = source_path(root.dir, &rel);
-                    let meta = fs::symlink_metadata(&on_disk)
-                        .map_err(|e| format!("{kw} failed: {rel}: {e}"))?;
-                    // The named source itself is followed when it is a symlink.
-                    let (on_disk, meta) = if meta.file_type().is_symlink() {
-                        match staging::resolve_in_root(root.dir, &format!("/{rel}")) {
-                            Some(p) => {
-                                let p = root.dir.join(p.trim_start_matches('/'));
-                                match fs::metadata(&p) {
-                                    Ok(m) => (p, m),
-                                    Err(_) => (on_disk, meta),
-                                }
-                            }
-                            None => (on_disk, meta),
-                        }
-                    } else {
-                        (on_disk, meta)
+                    let source = OneSource {
+                        rel: &rel,
+                        must_follow: names_a_directory(src),
+                        many,
+                        dest_abs: &dest_abs,
+                        dest_slash,
                     };
-                    let kept = if request.parents {
-                        kept_parents(&rel)
-                    } else {
-                        None
-                    };
-                    if meta.is_dir() {
-                        let target = match &kept {
-                            Some(k) if k != "." => {
-                                format!("{}/{k}", dest_abs.trim_end_matches('/'))
-                            }
-                            _ => dest_abs.clone(),
-                        };
-                        // A missing destination is made like its missing parents: 0755 (or
-                        // the --chmod mode) and root's (or the --chown owner's), never with
-                        // the source directory's own metadata (fsutil copy.go
-                        // prepareTargetDir: MkdirAll(dest, 0755, chown) before the copy,
-                        // which then leaves an existing target's metadata alone).
-                        staging.ensure_dir(&target).map_err(|e| e.to_string())?;
-                        copy_tree(&on_disk, &rel, &target, request, root, staging)?;
-                        continue;
-                    }
-                    let base = rel.rsplit('/').next().unwrap_or(&rel).to_string();
-                    let target = match &kept {
-                        Some(k) => format!("{}/{k}", dest_abs.trim_end_matches('/')),
-                        None if dest_slash || many || staging.is_dir_in_stage(&dest_abs) => {
-                            format!("{}/{base}", dest_abs.trim_end_matches('/'))
-                        }
-                        None => dest_abs.clone(),
-                    };
-                    if request.unpack && meta.is_file() && archive::is_archive(&on_disk) {
-                        archive::add_archive(&on_disk, &dest_abs, request, staging)?;
-                        continue;
-                    }
-                    copy_entry(&on_disk, &meta, &target, request, root, staging)?;
+                    copy_source(&source, request, root, staging).map_err(|e| match e {
+                        WalkFail::Fs(e) => format!("{kw} failed: {}: {e}", root.label),
+                        WalkFail::Message(m) => m,
+                    })?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Why copying one source stopped.
+enum WalkFail {
+    /// Reading the source tree failed.
+    Fs(FsError),
+    /// Anything else, already a full message.
+    Message(String),
+}
+
+impl From<FsError> for WalkFail {
+    fn from(e: FsError) -> Self {
+        WalkFail::Fs(e)
+    }
+}
+
+impl From<crate::error::BuildError> for WalkFail {
+    fn from(e: crate::error::BuildError) -> Self {
+        WalkFail::Message(e.to_string())
+    }
+}
+
+/// One matched source path and where its copy goes.
+struct OneSource<'p> {
+    /// The path relative to the source root (`a/./b` keeps `--parents`' pivot).
+    rel: &'p Path,
+    /// Whether the pattern ends with `/` (a symlink must then lead to something).
+    must_follow: bool,
+    /// Whether the pattern matched more than one path.
+    many: bool,
+    /// The resolved destination.
+    dest_abs: &'p Path,
+    /// Whether the destination is a directory by its spelling.
+    dest_slash: bool,
+}
+
+/// Copies one source (a file, symlink or whole directory) with the walker; the named source
+/// itself is followed when it is a symlink (inside its root), a dangling one copied as is.
+fn copy_source(
+    source: &OneSource<'_>,
+    request: &CopyRequest<'_>,
+    root: &SourceRoot<'_>,
+    staging: &mut Staging<'_>,
+) -> Result<(), WalkFail> {
+    let rel = source.rel;
+    let follow = follow_source(root.root, rel, source.must_follow).map_err(|e| {
+        if e.is_not_found() {
+            WalkFail::Message(format!(
+                "{} failed: file not found in {}: {}/ (a symlink to nothing inside it)",
+                request.keyword,
+                root.label,
+                rel.display()
+            ))
+        } else {
+            WalkFail::Fs(e)
+        }
+    })?;
+    let kept = request.parents.then(|| kept_parents(rel));
+    let mut top_target = PathBuf::new();
+    // Where the source really is in its root, for the recorded owners.
+    let real_start = match root.owners {
+        Some(_) => root.root.resolve(rel, follow)?,
+        None => PathBuf::new(),
+    };
+    let owned = |entry: &WalkEntry<'_>| {
+        let mut meta = entry.meta;
+        if let Some(owners) = root.owners {
+            let real = real_start.join(entry.rel);
+            let real = if entry.rel.as_os_str().is_empty() {
+                real_start.clone()
+            } else {
+                real
+            };
+            if let Some(&(uid, gid)) = owners.get(&real) {
+                meta.uid = uid;
+                meta.gid = gid;
+            }
+        }
+        meta
+    };
+    rbuild_fs::walk(root.root, rel, follow, &mut |entry: &WalkEntry<'_>| {
+        let meta = owned(entry);
+        if entry.rel.as_os_str().is_empty() {
+            let top = Top {
+                source,
+                kept: kept.as_deref(),
+                meta: &meta,
+            };
+            return copy_top(&top, entry, &mut top_target, request, root, staging);
+        }
+        let full_rel = join_rel(rel, entry.rel);
+        let is_dir = entry.meta.is_dir();
+        if root.skips(&request.excludes, &full_rel, entry.rel, is_dir) {
+            return Ok(Visit::SkipChildren);
+        }
+        let target = top_target.join(entry.rel);
+        if is_dir {
+            staging.ensure_dir(&target)?;
+            staging.set_dir_meta(&target, dir_meta(&meta, request, root))?;
+        } else {
+            copy_entry(entry, &meta, &target, request, root, staging)?;
+        }
+        Ok(Visit::Continue)
+    })
+}
+
+/// The source itself, as [`copy_top`] copies it.
+struct Top<'t> {
+    source: &'t OneSource<'t>,
+    /// `--parents`: the part of the path kept.
+    kept: Option<&'t Path>,
+    /// Its metadata, owners as the image records them.
+    meta: &'t FileMeta,
+}
+
+/// Whether the named source `rel` is followed: yes when it leads somewhere inside the root; a
+/// dangling (or looping) symlink is copied as itself, unless the pattern ended with `/`.
+pub(crate) fn follow_source(root: &Root, rel: &Path, must_follow: bool) -> Result<bool, FsError> {
+    match root.metadata(rel) {
+        Ok(_) => Ok(true),
+        Err(e) if must_follow => Err(e),
+        Err(e) if e.is_not_found() || matches!(e, FsError::TooManyLinks { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a source pattern names a directory by its spelling (`dir/`, `dir/.`).
+pub(crate) fn names_a_directory(pattern: &str) -> bool {
+    pattern.ends_with('/') || pattern.ends_with("/.")
+}
+
+/// The source itself: a directory's contents go into the destination, anything else to the
+/// destination or a name in it.
+fn copy_top(
+    top: &Top<'_>,
+    entry: &WalkEntry<'_>,
+    top_target: &mut PathBuf,
+    request: &CopyRequest<'_>,
+    root: &SourceRoot<'_>,
+    staging: &mut Staging<'_>,
+) -> Result<Visit, WalkFail> {
+    let (source, kept) = (top.source, top.kept);
+    if entry.meta.is_dir() {
+        *top_target = match kept {
+            Some(k) if k != Path::new(".") && !k.as_os_str().is_empty() => source.dest_abs.join(k),
+            _ => source.dest_abs.to_path_buf(),
+        };
+        // A missing destination is made like its missing parents: 0755 (or the --chmod
+        // mode) and root's (or the --chown owner's), never with the source directory's own
+        // metadata (fsutil copy.go prepareTargetDir: MkdirAll(dest, 0755, chown) before the
+        // copy, which then leaves an existing target's metadata alone).
+        staging.ensure_dir(&*top_target)?;
+        return Ok(Visit::Continue);
+    }
+    let base = source.rel.file_name().unwrap_or(source.rel.as_os_str());
+    let target = match kept {
+        Some(k) => source.dest_abs.join(k),
+        None if source.dest_slash || source.many || staging.is_dir_in_stage(source.dest_abs) => {
+            source.dest_abs.join(base)
+        }
+        None => source.dest_abs.to_path_buf(),
+    };
+    if request.unpack && entry.meta.is_file() {
+        let file = entry.open_file()?;
+        // The archive code reads by path: the open file's own, never a second resolution.
+        use std::os::fd::AsRawFd;
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        if archive::is_archive(&by_fd) {
+            let dest = source.dest_abs.to_string_lossy();
+            let named = source.rel.display().to_string();
+            archive::add_archive(&by_fd, &dest, request, staging)
+                .map_err(|m| WalkFail::Message(m.replace(&by_fd.display().to_string(), &named)))?;
+            return Ok(Visit::Continue);
+        }
+    }
+    copy_entry(entry, top.meta, &target, request, root, staging)?;
+    Ok(Visit::Continue)
+}
+
+/// `inner` below the source `rel` (`.` is the root itself).
+fn join_rel(rel: &Path, inner: &Path) -> PathBuf {
+    if rel == Path::new(".") || rel.as_os_str().is_empty() {
+        inner.to_path_buf()
+    } else if inner.as_os_str().is_empty() {
+        rel.to_path_buf()
+    } else {
+        rel.join(inner)
+    }
+}
+
+/// The owner of a copied entry: `--chown`, else the source's where kept, else root.
+fn owner_of(meta: &FileMeta, request: &CopyRequest<'_>, root: &SourceRoot<'_>) -> (u32, u32) {
+    match request.chown {
+        Some(o) => o,
+        None if root.keep_owner => (meta.uid, meta.gid),
+        None => (0, 0),
+    }
+}
+
+fn dir_meta(meta: &FileMeta, request: &CopyRequest<'_>, root: &SourceRoot<'_>) -> EntryMeta {
+    let (uid, gid) = owner_of(meta, request, root);
+    let mode = request
+        .chmod
+        .as_ref()
+        .map_or(meta.permissions(), |c| c.apply(meta.mode, true));
+    EntryMeta {
+        mode,
+        uid,
+        gid,
+        mtime: (meta.mtime, meta.mtime_nsec),
+    }
 }
 
 /// BuildKit's notion of a git source: `git@…`, `git://…`, `github.com/…`, or a URL whose path
@@ -209,23 +417,17 @@ fn is_git_url(src: &str) -> bool {
 }
 
 /// `a/./b/c` keeps `b/c` (BuildKit's `--parents` pivot); otherwise the whole relative path.
-fn kept_parents(rel: &str) -> Option<String> {
-    Some(match rel.split_once("/./") {
-        Some((_, kept)) => kept.to_string(),
-        None => rel.to_string(),
-    })
-}
-
-pub(crate) fn source_path(root: &Path, rel: &str) -> std::path::PathBuf {
-    if rel == "." {
-        root.to_path_buf()
-    } else {
-        root.join(rel)
+fn kept_parents(rel: &Path) -> PathBuf {
+    let bytes = rel.as_os_str().as_bytes();
+    match bytes.windows(3).position(|w| w == b"/./") {
+        Some(i) => PathBuf::from(OsStr::from_bytes(&bytes[i + 3..])),
+        None => rel.to_path_buf(),
     }
 }
 
 /// The source paths `pattern` names under `root` (relative, cleaned), ignored ones left out.
-pub(crate) fn find_sources(pattern: &str, root: &SourceRoot<'_>) -> Result<Vec<String>, String> {
+/// A directory that cannot be listed while matching a glob is an error, not a non-match.
+pub(crate) fn find_sources(pattern: &str, root: &SourceRoot<'_>) -> Result<Vec<PathBuf>, String> {
     let pivot = pattern.contains("/./");
     let mut rel = go_clean(pattern.trim_start_matches('/'));
     while let Some(rest) = rel.strip_prefix("../") {
@@ -234,122 +436,133 @@ pub(crate) fn find_sources(pattern: &str, root: &SourceRoot<'_>) -> Result<Vec<S
     if rel == ".." {
         rel = ".".into();
     }
-    let hidden = |r: &str| {
-        r != "."
-            && root
-                .ignore
-                .is_some_and(|i| !i.is_empty() && i.is_ignored(r))
+    let not_found = || {
+        format!(
+            "file not found in {}: {}",
+            root.label,
+            pattern.trim_start_matches("./")
+        )
     };
     if !has_glob(&rel) {
-        let path = source_path(root.dir, &rel);
-        if fs::symlink_metadata(&path).is_err() || hidden(&rel) {
-            return Err(format!(
-                "file not found in {}: {}",
-                root.label,
-                pattern.trim_start_matches("./")
-            ));
+        match root.root.symlink_metadata(&rel) {
+            Ok(_) if !root.hides(Path::new(&rel)) => {}
+            Ok(_) => return Err(not_found()),
+            Err(e) if is_missing(&e) => return Err(not_found()),
+            Err(e) => return Err(format!("{}: {e}", root.label)),
         }
         if pivot {
             if let Some((head, tail)) = pattern.trim_start_matches('/').split_once("/./") {
-                return Ok(vec![format!("{}/./{}", go_clean(head), go_clean(tail))]);
+                return Ok(vec![PathBuf::from(format!(
+                    "{}/./{}",
+                    go_clean(head),
+                    go_clean(tail)
+                ))]);
             }
         }
-        return Ok(vec![rel]);
+        return Ok(vec![PathBuf::from(rel)]);
     }
-    let mut current = vec![String::new()];
+    let mut current = vec![PathBuf::new()];
     for part in rel.split('/') {
         let mut next = Vec::new();
         for dir in &current {
             if !has_glob(part) {
-                let candidate = if dir.is_empty() {
-                    part.to_string()
-                } else {
-                    format!("{dir}/{part}")
-                };
-                if fs::symlink_metadata(source_path(root.dir, &candidate)).is_ok() {
-                    next.push(candidate);
+                let candidate = dir.join(part);
+                match root.root.symlink_metadata(&candidate) {
+                    Ok(_) => next.push(candidate),
+                    Err(e) if is_missing(&e) => {}
+                    Err(e) => return Err(format!("{}: {e}", root.label)),
                 }
                 continue;
             }
-            let Ok(entries) = fs::read_dir(source_path(
-                root.dir,
-                if dir.is_empty() { "." } else { dir },
-            )) else {
-                continue;
+            let names = match root.root.read_dir(dir) {
+                Ok(names) => names,
+                Err(e) if is_missing(&e) => continue,
+                Err(e) => return Err(format!("{}: {e}", root.label)),
             };
-            let mut names: Vec<String> = entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
             for name in names {
-                if glob_match(part, &name).map_err(|e| e.to_string())? {
-                    next.push(if dir.is_empty() {
-                        name
-                    } else {
-                        format!("{dir}/{name}")
-                    });
+                if glob_match(part, &name.to_string_lossy()).map_err(|e| e.to_string())? {
+                    next.push(dir.join(name));
                 }
             }
         }
         current = next;
     }
-    Ok(current.into_iter().filter(|r| !hidden(r)).collect())
+    // BuildKit: a wildcard that matches nothing is a source not found.
+    let found: Vec<PathBuf> = current.into_iter().filter(|r| !root.hides(r)).collect();
+    if found.is_empty() {
+        return Err(not_found());
+    }
+    Ok(found)
 }
 
+/// Not there, or below something that is not a directory: no match rather than an error.
+fn is_missing(e: &FsError) -> bool {
+    match e {
+        FsError::Io { source, .. } => {
+            source.kind() == std::io::ErrorKind::NotFound
+                || source.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
+        }
+        _ => false,
+    }
+}
+
+/// Stages one non-directory entry: a symlink as a symlink, a regular file with its content
+/// and extended attributes; devices, fifos and sockets are skipped, as BuildKit skips them.
 fn copy_entry(
-    on_disk: &Path,
-    meta: &fs::Metadata,
-    target: &str,
+    entry: &WalkEntry<'_>,
+    meta: &FileMeta,
+    target: &Path,
     request: &CopyRequest<'_>,
     root: &SourceRoot<'_>,
     staging: &mut Staging<'_>,
-) -> Result<(), String> {
-    let (uid, gid) = match request.chown {
-        Some(o) => o,
-        None if root.keep_owner => (meta.uid(), meta.gid()),
-        None => (0, 0),
-    };
-    let mtime = (meta.mtime(), meta.mtime_nsec() as u32);
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        let link = fs::read_link(on_disk).map_err(|e| format!("{}: {e}", on_disk.display()))?;
-        return staging
-            .put_symlink(
-                target,
-                &link,
-                EntryMeta {
-                    mode: 0o777,
-                    uid,
-                    gid,
-                    mtime,
-                },
-            )
-            .map_err(|e| e.to_string());
-    }
-    if !ft.is_file() {
-        tracing::debug!(path = %on_disk.display(), "special file skipped by COPY");
-        return Ok(());
-    }
-    let mode = request
-        .chmod
-        .as_ref()
-        .map_or(meta.mode() & 0o7777, |c| c.apply(meta.mode(), false));
-    let mut file = fs::File::open(on_disk).map_err(|e| format!("{}: {e}", on_disk.display()))?;
-    staging
-        .put_file(
-            target,
-            &mut file,
-            EntryMeta {
+) -> Result<(), WalkFail> {
+    let (uid, gid) = owner_of(meta, request, root);
+    let mtime = (meta.mtime, meta.mtime_nsec);
+    match meta.kind {
+        Kind::Symlink => {
+            let link = entry.read_link()?;
+            let meta = EntryMeta {
+                mode: 0o777,
+                uid,
+                gid,
+                mtime,
+            };
+            staging.put_symlink(target, &link, meta)?;
+            Ok(())
+        }
+        Kind::Special | Kind::Dir => {
+            tracing::debug!(path = %entry.rel.display(), "special file skipped by COPY");
+            Ok(())
+        }
+        Kind::File => {
+            let mode = request
+                .chmod
+                .as_ref()
+                .map_or(meta.permissions(), |c| c.apply(meta.mode, false));
+            let mut file = entry.open_file()?;
+            let xattrs = kept_xattrs(&file, entry.rel);
+            let meta = EntryMeta {
                 mode,
                 uid,
                 gid,
                 mtime,
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    copy_layer_xattrs(on_disk, &staging.path_of(target));
-    Ok(())
+            };
+            staging.put_file(target, &mut file, meta)?;
+            if !xattrs.is_empty() {
+                for (name, error) in staging.set_xattrs(target, &xattrs)? {
+                    // A `trusted.*` or `security.*` name without the privilege, a file system
+                    // without xattrs: BuildKit's copy goes on too.
+                    tracing::warn!(
+                        path = %entry.rel.display(),
+                        xattr = %name.to_string_lossy(),
+                        %error,
+                        "extended attribute not copied"
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The one extended attribute a BuildKit layer carries (see [`rbuild_layer::LAYER_XATTR`]:
@@ -358,9 +571,10 @@ fn copy_entry(
 /// other xattrs fsutil transfers and copies never reach the image.
 pub use rbuild_layer::LAYER_XATTR;
 
-/// Copies the xattr a layer keeps ([`LAYER_XATTR`]) from `from` to `to`. One that cannot be
-/// set here (no privilege, a file system without xattrs) is skipped with a warning rather than
-/// failing the COPY, as BuildKit's `docopy` does with its xattr error handler.
+/// Copies the xattr a layer keeps ([`LAYER_XATTR`]) from `from` to `to` (for archive entries,
+/// extracted into a directory of our own). One that cannot be set here (no privilege, a file
+/// system without xattrs) is skipped with a warning rather than failing the ADD, as BuildKit's
+/// `docopy` does with its xattr error handler.
 pub(crate) fn copy_layer_xattrs(from: &Path, to: &Path) {
     let value = match xattr::get(from, LAYER_XATTR) {
         Ok(Some(value)) => value,
@@ -380,101 +594,18 @@ pub(crate) fn copy_layer_xattrs(from: &Path, to: &Path) {
     }
 }
 
-fn copy_tree(
-    dir: &Path,
-    rel: &str,
-    target: &str,
-    request: &CopyRequest<'_>,
-    root: &SourceRoot<'_>,
-    staging: &mut Staging<'_>,
-) -> Result<(), String> {
-    copy_tree_at(dir, rel, "", target, request, root, staging)
-}
-
-fn copy_tree_at(
-    dir: &Path,
-    rel: &str,
-    inner: &str,
-    target: &str,
-    request: &CopyRequest<'_>,
-    root: &SourceRoot<'_>,
-    staging: &mut Staging<'_>,
-) -> Result<(), String> {
-    let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut names: Vec<_> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .collect();
-    names.sort();
-    for name in names {
-        let name = name.to_string_lossy().into_owned();
-        let child_rel = if rel == "." {
-            name.clone()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let child_inner = if inner.is_empty() {
-            name.clone()
-        } else {
-            format!("{inner}/{name}")
-        };
-        let path = dir.join(&name);
-        let meta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if !request.excludes.is_empty()
-            && (request.excludes.is_ignored(&child_inner)
-                || request.excludes.is_ignored(&child_rel))
-        {
-            continue;
-        }
-        let ignored = root
-            .ignore
-            .is_some_and(|i| !i.is_empty() && i.is_ignored(&child_rel));
-        let child_target = format!("{}/{name}", target.trim_end_matches('/'));
-        if meta.is_dir() {
-            if ignored
-                && !root
-                    .ignore
-                    .is_some_and(|i| i.may_reinclude_below(&child_rel))
-            {
-                continue;
-            }
-            staging
-                .ensure_dir(&child_target)
-                .map_err(|e| e.to_string())?;
-            let (uid, gid) = match request.chown {
-                Some(o) => o,
-                None if root.keep_owner => (meta.uid(), meta.gid()),
-                None => (0, 0),
-            };
-            let mode = request
-                .chmod
-                .as_ref()
-                .map_or(meta.mode() & 0o7777, |c| c.apply(meta.mode(), true));
-            staging
-                .set_dir_meta(
-                    &child_target,
-                    EntryMeta {
-                        mode,
-                        uid,
-                        gid,
-                        mtime: (meta.mtime(), meta.mtime_nsec() as u32),
-                    },
-                )
-                .map_err(|e| e.to_string())?;
-            copy_tree_at(
-                &path,
-                &child_rel,
-                &child_inner,
-                &child_target,
-                request,
-                root,
-                staging,
-            )?;
-        } else if !ignored {
-            copy_entry(&path, &meta, &child_target, request, root, staging)?;
+/// The xattrs of a copied file that its layer keeps: [`LAYER_XATTR`] alone.
+fn kept_xattrs(file: &std::fs::File, rel: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    match rbuild_fs::read_xattrs(file) {
+        Ok(all) => all
+            .into_iter()
+            .filter(|(name, _)| name.as_bytes() == LAYER_XATTR.as_bytes())
+            .collect(),
+        Err(e) => {
+            tracing::debug!(path = %rel.display(), error = %e, "no xattrs read");
+            Vec::new()
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,12 +1,20 @@
 //! The staging tree of a COPY/ADD step: exactly what the step's layer will hold. Parent
 //! directories that already exist in the stage keep their metadata; new ones are created 0755
 //! and owned by the `--chown` owner (root otherwise).
+//!
+//! Every path is resolved in the view of the staging tree over the stage's filesystem, inside
+//! that view's root: a symlink of the stage, or one an earlier source staged, is followed as it
+//! would be inside the container, never on the host. Writes go through [`rbuild_fs::Root`]
+//! handles and never follow their last component, so nothing is created, replaced or chmod-ed
+//! outside the staging tree. Owners are recorded for the layer writer as well as set on disk
+//! (a builder that is not root cannot set them, and the layer must still carry them).
 
 use crate::error::BuildError;
-use filetime::FileTime;
-use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use rbuild_fs::{FsError, Node, Root, SetMeta};
+use rbuild_layer::OwnerMap;
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
 
 /// Metadata to give a staged entry.
 #[derive(Debug, Clone, Copy)]
@@ -25,12 +33,25 @@ pub struct EntryMeta {
 pub struct Staging<'a> {
     root: PathBuf,
     rootfs: Option<&'a Path>,
+    /// The staging tree's handle, opened at first use (callers create the directory after
+    /// [`Staging::new`]).
+    tree: OnceLock<Root>,
+    /// The stage's filesystem's handle, opened at first use.
+    stage: OnceLock<Option<Root>>,
     new_dir_owner: (u32, u32),
     new_dir_mode: u32,
     time: i64,
     /// Directory modes and mtimes, set last: writing children changes the mtime, and a mode
     /// without `w`/`x` would stop an unprivileged builder from writing them.
-    dir_times: Vec<(PathBuf, u32, FileTime)>,
+    dir_times: std::collections::BTreeMap<PathBuf, (u32, (i64, u32))>,
+    /// Paths known to be real directories of the staging tree (made or checked by this
+    /// staging, and not replaced since): resolving through them needs no system call.
+    known_dirs: std::collections::HashSet<PathBuf>,
+    /// The owner of every staged entry, by path relative to the staging tree.
+    owners: OwnerMap,
+    /// The owners of the stage's directories as its layers record them, when the files on
+    /// disk cannot say (a builder that is not root could not give them their owners).
+    stage_owners: Option<OwnerMap>,
 }
 
 impl<'a> Staging<'a> {
@@ -44,11 +65,22 @@ impl<'a> Staging<'a> {
         Staging {
             root,
             rootfs,
+            tree: OnceLock::new(),
+            stage: OnceLock::new(),
             new_dir_owner,
             new_dir_mode: 0o755,
             time,
-            dir_times: Vec::new(),
+            dir_times: Default::default(),
+            known_dirs: Default::default(),
+            owners: OwnerMap::new(),
+            stage_owners: None,
         }
+    }
+
+    /// Takes the owners of the stage's existing directories from `owners` (paths relative to
+    /// the root, as in the layers) rather than from the files on disk.
+    pub fn set_stage_owners(&mut self, owners: OwnerMap) {
+        self.stage_owners = Some(owners);
     }
 
     /// The mode of directories this step creates (0755 unless `--chmod` says otherwise:
@@ -62,60 +94,127 @@ impl<'a> Staging<'a> {
         &self.root
     }
 
-    /// Where absolute image path `abs` lives in the staging tree.
-    pub fn path_of(&self, abs: &str) -> PathBuf {
-        self.root.join(abs.trim_start_matches('/'))
+    /// Where absolute image path `abs` lives in the staging tree, lexically (symlinks not
+    /// resolved: for messages only).
+    pub fn path_of(&self, abs: impl AsRef<Path>) -> PathBuf {
+        self.root.join(relative(abs.as_ref()))
     }
 
-    /// Whether `abs` is a directory in the stage's filesystem (symlinks resolved inside it).
-    pub fn is_dir_in_stage(&self, abs: &str) -> bool {
-        let staged = self.path_of(abs);
-        if staged.is_dir() {
-            return true;
+    fn tree(&self) -> Result<&Root, BuildError> {
+        if let Some(tree) = self.tree.get() {
+            return Ok(tree);
         }
-        match self.rootfs {
-            Some(rootfs) => resolve_in_root(rootfs, abs)
-                .is_some_and(|p| rootfs.join(p.trim_start_matches('/')).is_dir()),
-            None => false,
+        let opened = Root::open(&self.root).map_err(BuildError::fs(&self.root))?;
+        Ok(self.tree.get_or_init(|| opened))
+    }
+
+    fn stage(&self) -> Result<Option<&Root>, BuildError> {
+        if let Some(stage) = self.stage.get() {
+            return Ok(stage.as_ref());
+        }
+        let opened = match self.rootfs {
+            Some(dir) => Some(Root::open(dir).map_err(BuildError::fs(dir))?),
+            None => None,
+        };
+        Ok(self.stage.get_or_init(|| opened).as_ref())
+    }
+
+    fn fs_error(&self) -> impl FnOnce(FsError) -> BuildError + '_ {
+        BuildError::fs(&self.root)
+    }
+
+    /// `abs` resolved in the staging tree over the stage, relative to the root, with no
+    /// symlink left in it (the last component followed when `follow_final`).
+    fn resolved(&self, abs: &Path, follow_final: bool) -> Result<PathBuf, BuildError> {
+        let tree = self.tree()?;
+        let stage = self.stage()?;
+        let known = &self.known_dirs;
+        rbuild_fs::resolve_in_root(abs, follow_final, &mut |rel| {
+            if known.contains(rel) {
+                return Ok(Node::Dir);
+            }
+            match tree.lookup(rel)? {
+                Node::Missing => stage.map_or(Ok(Node::Missing), |s| s.lookup(rel)),
+                found => Ok(found),
+            }
+        })
+        .map_err(self.fs_error())
+    }
+
+    /// Whether `abs` is a directory in the stage's filesystem or the staging tree (symlinks
+    /// resolved inside them).
+    pub fn is_dir_in_stage(&self, abs: impl AsRef<Path>) -> bool {
+        let Ok(rel) = self.resolved(abs.as_ref(), true) else {
+            return false;
+        };
+        let staged = self.tree().ok().and_then(|t| t.symlink_metadata(&rel).ok());
+        match staged {
+            Some(m) => m.is_dir(),
+            None => {
+                matches!(self.stage(), Ok(Some(s)) if s.symlink_metadata(&rel).is_ok_and(|m| m.is_dir()))
+            }
         }
     }
 
-    /// Resolves symlinks of `abs` in the stage's filesystem (so COPY into `/bin` where `/bin`
-    /// links to `usr/bin` writes under `/usr/bin`).
-    pub fn resolve(&self, abs: &str) -> String {
-        match self.rootfs {
-            Some(rootfs) => resolve_in_root(rootfs, abs).unwrap_or_else(|| abs.to_string()),
-            None => abs.to_string(),
-        }
+    /// Resolves symlinks of `abs` in the stage's filesystem and the staging tree (so COPY into
+    /// `/bin` where `/bin` links to `usr/bin` writes under `/usr/bin`); the result is absolute
+    /// and never leaves the image's root.
+    pub fn resolve(&self, abs: impl AsRef<Path>) -> Result<PathBuf, BuildError> {
+        Ok(Path::new("/").join(self.resolved(abs.as_ref(), true)?))
     }
 
     /// Makes sure directory `abs` and its parents exist in the staging tree. Returns true when
     /// `abs` itself is new (neither staged nor in the stage).
-    pub fn ensure_dir(&mut self, abs: &str) -> Result<bool, BuildError> {
-        let mut current = String::new();
+    pub fn ensure_dir(&mut self, abs: impl AsRef<Path>) -> Result<bool, BuildError> {
+        let rel = self.resolved(abs.as_ref(), true)?;
+        self.ensure_rel_dir(&rel)
+    }
+
+    fn ensure_rel_dir(&mut self, rel: &Path) -> Result<bool, BuildError> {
+        let mut current = PathBuf::new();
         let mut created_last = false;
-        for part in abs.split('/').filter(|p| !p.is_empty()) {
-            current.push('/');
-            current.push_str(part);
-            let staged = self.path_of(&current);
-            if staged.is_dir() {
+        for part in rel.components() {
+            current.push(part);
+            if self.known_dirs.contains(&current) {
                 created_last = false;
                 continue;
             }
-            let existing = self
-                .rootfs
-                .map(|r| r.join(current.trim_start_matches('/')))
-                .and_then(|p| fs::symlink_metadata(p).ok())
-                .filter(|m| m.is_dir());
-            fs::create_dir(&staged).map_err(BuildError::io("create", &staged))?;
+            match self.tree()?.symlink_metadata(&current) {
+                Ok(m) if m.is_dir() => {
+                    created_last = false;
+                    self.known_dirs.insert(current.clone());
+                    continue;
+                }
+                Ok(_) => {
+                    return Err(self.fs_error()(FsError::WrongType {
+                        path: current,
+                        what: "cannot copy into a non-directory",
+                    }))
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(self.fs_error()(e)),
+            }
+            let existing = match self.stage()? {
+                Some(stage) => stage.symlink_metadata(&current).ok().filter(|m| m.is_dir()),
+                None => None,
+            };
+            self.tree()?
+                .create_dir(&current, 0o700)
+                .map_err(self.fs_error())?;
+            self.known_dirs.insert(current.clone());
             let meta = match existing {
                 Some(m) => {
                     created_last = false;
+                    let (uid, gid) = self
+                        .stage_owners
+                        .as_ref()
+                        .and_then(|o| o.get(&current).copied())
+                        .unwrap_or((m.uid, m.gid));
                     EntryMeta {
-                        mode: m.mode() & 0o7777,
-                        uid: m.uid(),
-                        gid: m.gid(),
-                        mtime: (m.mtime(), m.mtime_nsec() as u32),
+                        mode: m.permissions(),
+                        uid,
+                        gid,
+                        mtime: (m.mtime, m.mtime_nsec),
                     }
                 }
                 None => {
@@ -128,152 +227,157 @@ impl<'a> Staging<'a> {
                     }
                 }
             };
-            self.set_meta(&staged, meta, true)?;
+            self.set_meta(&current, meta, true)?;
         }
         Ok(created_last)
     }
 
     /// Sets the metadata of a directory already staged (the directory a COPY copies into).
-    pub fn set_dir_meta(&mut self, abs: &str, meta: EntryMeta) -> Result<(), BuildError> {
-        let p = self.path_of(abs);
-        self.set_meta(&p, meta, true)
+    pub fn set_dir_meta(
+        &mut self,
+        abs: impl AsRef<Path>,
+        meta: EntryMeta,
+    ) -> Result<(), BuildError> {
+        let rel = self.resolved(abs.as_ref(), true)?;
+        self.set_meta(&rel, meta, true)
+    }
+
+    /// The staged place of the new entry `abs`: its parents resolved and created, whatever
+    /// was staged there before removed (a symlink is replaced, never written through).
+    fn new_entry(&mut self, abs: &Path) -> Result<PathBuf, BuildError> {
+        let rel = self.resolved(abs, false)?;
+        if rel.file_name().is_none() {
+            return Err(self.fs_error()(FsError::WrongType {
+                path: rel,
+                what: "the root cannot be replaced by a file",
+            }));
+        }
+        self.ensure_rel_dir(rel.parent().unwrap_or(Path::new("")))?;
+        self.tree()?.remove(&rel).map_err(self.fs_error())?;
+        if self.known_dirs.remove(&rel) {
+            self.known_dirs.retain(|d| !d.starts_with(&rel));
+            self.dir_times.retain(|d, _| !d.starts_with(&rel));
+        }
+        Ok(rel)
     }
 
     /// Stages a regular file with `data` read from `source`.
     pub fn put_file(
         &mut self,
-        abs: &str,
+        abs: impl AsRef<Path>,
         source: &mut dyn std::io::Read,
         meta: EntryMeta,
     ) -> Result<(), BuildError> {
-        let parent = parent_of(abs);
-        self.ensure_dir(&parent)?;
-        let target = self.path_of(abs);
-        remove_existing(&target)?;
-        let mut out = fs::File::create(&target).map_err(BuildError::io("create", &target))?;
-        std::io::copy(source, &mut out).map_err(BuildError::io("write", &target))?;
+        let rel = self.new_entry(abs.as_ref())?;
+        let mut out = self
+            .tree()?
+            .create_file(&rel, 0o600)
+            .map_err(self.fs_error())?;
+        std::io::copy(source, &mut out).map_err(BuildError::io("write", self.root.join(&rel)))?;
         drop(out);
-        self.set_meta(&target, meta, false)
+        self.set_meta(&rel, meta, false)
+    }
+
+    /// Sets extended attributes on the staged entry `abs`; those that cannot be set are
+    /// returned with their error.
+    pub fn set_xattrs(
+        &self,
+        abs: impl AsRef<Path>,
+        xattrs: &[(OsString, Vec<u8>)],
+    ) -> Result<Vec<(OsString, std::io::Error)>, BuildError> {
+        let rel = self.resolved(abs.as_ref(), false)?;
+        self.tree()?
+            .set_xattrs(&rel, xattrs)
+            .map_err(self.fs_error())
     }
 
     /// Stages a symbolic link.
     pub fn put_symlink(
         &mut self,
-        abs: &str,
+        abs: impl AsRef<Path>,
         link_target: &Path,
         meta: EntryMeta,
     ) -> Result<(), BuildError> {
-        let parent = parent_of(abs);
-        self.ensure_dir(&parent)?;
-        let target = self.path_of(abs);
-        remove_existing(&target)?;
-        std::os::unix::fs::symlink(link_target, &target)
-            .map_err(BuildError::io("symlink", &target))?;
-        set_owner(&target, meta)?;
-        let t = FileTime::from_unix_time(meta.mtime.0, meta.mtime.1);
-        filetime::set_symlink_file_times(&target, t, t)
-            .map_err(BuildError::io("set times of", &target))
+        let rel = self.new_entry(abs.as_ref())?;
+        self.tree()?
+            .symlink(&rel, link_target)
+            .map_err(self.fs_error())?;
+        self.set_meta(&rel, meta, false)
     }
 
-    /// Sets the directory mtimes recorded while staging; call once everything is staged.
-    pub fn finish(mut self) -> Result<PathBuf, BuildError> {
+    /// Sets the directory modes and mtimes recorded while staging; call once everything is
+    /// staged.
+    pub fn finish(self) -> Result<PathBuf, BuildError> {
+        self.finish_with_owners().map(|(root, _)| root)
+    }
+
+    /// [`Staging::finish`], also returning the owner of every staged entry (relative paths),
+    /// for [`rbuild_layer::LayerWriter::write_with_owners`].
+    pub fn finish_with_owners(mut self) -> Result<(PathBuf, OwnerMap), BuildError> {
         // Deepest first, so a parent's mode never locks out its children.
-        self.dir_times
-            .sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
-        for (path, mode, t) in self.dir_times.drain(..) {
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .map_err(BuildError::io("chmod", &path))?;
-            filetime::set_file_times(&path, t, t).map_err(BuildError::io("set times of", &path))?;
+        let mut dirs: Vec<_> = std::mem::take(&mut self.dir_times).into_iter().collect();
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (rel, (mode, mtime)) in dirs {
+            let meta = SetMeta {
+                mode: Some(mode),
+                owner: None,
+                mtime: Some(mtime),
+            };
+            self.tree()?.set_meta(&rel, meta).map_err(self.fs_error())?;
         }
-        Ok(self.root)
+        Ok((self.root, self.owners))
     }
 
-    fn set_meta(&mut self, path: &Path, meta: EntryMeta, is_dir: bool) -> Result<(), BuildError> {
-        set_owner(path, meta)?;
-        let t = FileTime::from_unix_time(meta.mtime.0, meta.mtime.1);
-        if is_dir {
-            self.dir_times.retain(|(p, _, _)| p != path);
-            self.dir_times.push((path.to_path_buf(), meta.mode, t));
+    fn set_meta(&mut self, rel: &Path, meta: EntryMeta, is_dir: bool) -> Result<(), BuildError> {
+        self.owners.insert(rel.to_path_buf(), (meta.uid, meta.gid));
+        let set = if is_dir {
+            self.dir_times
+                .insert(rel.to_path_buf(), (meta.mode, meta.mtime));
+            SetMeta {
+                owner: Some((meta.uid, meta.gid)),
+                ..SetMeta::default()
+            }
         } else {
-            fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))
-                .map_err(BuildError::io("chmod", path))?;
-            filetime::set_file_times(path, t, t).map_err(BuildError::io("set times of", path))?;
-        }
-        Ok(())
+            SetMeta {
+                mode: Some(meta.mode),
+                owner: Some((meta.uid, meta.gid)),
+                mtime: Some(meta.mtime),
+            }
+        };
+        set_with_owner(self.tree()?, rel, set).map_err(self.fs_error())
     }
 }
 
-/// Gives `path` its owner. Without the privilege to (a builder that is not root), the entry
-/// keeps the builder's ids: that is logged, since the layer will then carry them.
-fn set_owner(path: &Path, meta: EntryMeta) -> Result<(), BuildError> {
-    match std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid)) {
+/// Sets `set` on `rel`, its owner included. Without the privilege to `chown` (a builder that
+/// is not root), the entry keeps the builder's ids on disk; the layer still gets the right
+/// ones from the owner map.
+fn set_with_owner(tree: &Root, rel: &Path, set: SetMeta) -> Result<(), FsError> {
+    match tree.set_meta(rel, set) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            tracing::warn!(
-                path = %path.display(),
-                uid = meta.uid,
-                gid = meta.gid,
-                "not privileged to set the owner of a staged entry; it keeps the builder's"
+        Err(FsError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            tracing::debug!(
+                path = %rel.display(),
+                "owner recorded for the layer only (not privileged to chown)"
             );
-            Ok(())
+            tree.set_meta(rel, SetMeta { owner: None, ..set })
         }
-        Err(e) => Err(BuildError::io("chown", path)(e)),
+        Err(e) => Err(e),
     }
 }
 
-fn remove_existing(path: &Path) -> Result<(), BuildError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path).map_err(BuildError::io("replace", path)),
-        Ok(_) => fs::remove_file(path).map_err(BuildError::io("replace", path)),
-        Err(_) => Ok(()),
-    }
+/// `abs` without its root: the normal components only.
+fn relative(abs: &Path) -> PathBuf {
+    abs.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
 }
 
-/// The parent of an absolute path (`/` for `/x`).
-pub fn parent_of(abs: &str) -> String {
-    match abs.trim_end_matches('/').rsplit_once('/') {
-        Some(("", _)) | None => "/".into(),
-        Some((p, _)) => p.into(),
-    }
-}
-
-/// Follows symlinks of absolute `abs` inside `rootfs`, never leaving it (at most 40 links).
+/// Follows symlinks of absolute `abs` inside `rootfs`, never leaving it (at most
+/// [`rbuild_fs::MAX_SYMLINKS`] links); `None` when it cannot be resolved.
 pub fn resolve_in_root(rootfs: &Path, abs: &str) -> Option<String> {
-    let mut resolved: Vec<String> = Vec::new();
-    let mut pending: Vec<String> = abs
-        .split('/')
-        .filter(|p| !p.is_empty())
-        .rev()
-        .map(String::from)
-        .collect();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        match part.as_str() {
-            "." => continue,
-            ".." => {
-                resolved.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = rootfs.join(resolved.join("/")).join(&part);
-        match fs::symlink_metadata(&candidate) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > 40 {
-                    return None;
-                }
-                let target = fs::read_link(&candidate).ok()?;
-                let target = target.to_string_lossy().to_string();
-                if target.starts_with('/') {
-                    resolved.clear();
-                }
-                for p in target.split('/').filter(|p| !p.is_empty()).rev() {
-                    pending.push(p.to_string());
-                }
-            }
-            _ => resolved.push(part),
-        }
-    }
-    Some(format!("/{}", resolved.join("/")))
+    let root = Root::open(rootfs).ok()?;
+    let rel = root.resolve(abs, true).ok()?;
+    Some(Path::new("/").join(rel).to_string_lossy().into_owned())
 }

@@ -78,12 +78,26 @@ fn step_key(
         let digest = match input {
             StepInput::Context { paths } => {
                 let root = SourceRoot {
-                    dir: context.root(),
+                    root: context.fs_root(),
                     label: "build context".into(),
                     ignore: Some(context.ignore()),
                     keep_owner: false,
+                    owners: None,
                 };
-                crate::input_digest::sources_digest(&root, paths).ok()?
+                // What `--exclude` leaves out of the copy does not count either.
+                let excludes = match &step.instruction {
+                    rbuild_dockerfile::Instruction::Copy(c) => c.excludes.as_slice(),
+                    rbuild_dockerfile::Instruction::Add(a) => a.excludes.as_slice(),
+                    _ => &[],
+                };
+                let excludes = crate::IgnoreMatcher::parse(&excludes.join("\n")).ok()?;
+                match crate::input_digest::sources_digest(&root, paths, &excludes) {
+                    Ok(digest) => digest,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no cache key: the sources cannot be read");
+                        return None;
+                    }
+                }
             }
             StepInput::Stage { index, paths } => {
                 stage_input_key(stage_keys.get(index)?.as_ref()?, paths)

@@ -1,6 +1,7 @@
 //! COPY and ADD steps: the request from the instruction, the source root (context, stage or
 //! image), staging, the layer.
 
+use super::layers::LayerSource;
 use super::{Env, StageResult};
 use crate::copy::{
     self,
@@ -81,14 +82,20 @@ impl Env<'_> {
         if !link {
             self.ensure_rootfs(stage)?;
         }
-        let image_root;
+        let tree_root;
+        let image_dir;
         let frozen;
+        // Not root: files on disk carry this user's ids, not the image's; the layers say.
+        let is_root = rustix::process::geteuid().is_root();
+        let mut recorded = rbuild_layer::OwnerMap::new();
+        let open_tree = |dir: &Path| rbuild_fs::Root::open(dir).map_err(BuildError::fs(dir));
         let root = match &from {
             None => SourceRoot {
-                dir: self.context.root(),
+                root: self.context.fs_root(),
                 label: "build context".into(),
                 ignore: Some(self.context.ignore()),
                 keep_owner: false,
+                owners: None,
             },
             Some(FromSource::Stage(index)) => {
                 let source = results
@@ -100,16 +107,20 @@ impl Env<'_> {
                     *guard = Some(self.materialise(&source.layers, diff_ids)?);
                 }
                 frozen = guard;
-                let label = format!("stage {}", source.label);
                 let dir = frozen
                     .as_ref()
                     .map(|t| t.path())
-                    .unwrap_or(Path::new("/nonexistent"));
+                    .ok_or_else(|| BuildError::Plan(format!("stage {index} has no filesystem")))?;
+                tree_root = open_tree(dir)?;
+                if !is_root {
+                    recorded = self.layer_owners(&source.layers, false)?;
+                }
                 SourceRoot {
-                    dir,
-                    label,
+                    root: &tree_root,
+                    label: format!("stage {}", source.label),
                     ignore: None,
                     keep_owner: true,
+                    owners: (!is_root).then_some(&recorded),
                 }
             }
             Some(FromSource::Image(reference)) => {
@@ -119,12 +130,17 @@ impl Env<'_> {
                         reference: reference.clone(),
                         reason: e.to_string(),
                     })?;
-                image_root = self.materialise(&manifest.layers, &config.rootfs.diff_ids)?;
+                image_dir = self.materialise(&manifest.layers, &config.rootfs.diff_ids)?;
+                tree_root = open_tree(image_dir.path())?;
+                if !is_root {
+                    recorded = self.layer_owners(&manifest.layers, false)?;
+                }
                 SourceRoot {
-                    dir: image_root.path(),
+                    root: &tree_root,
                     label: format!("image {reference}"),
                     ignore: None,
                     keep_owner: true,
+                    owners: (!is_root).then_some(&recorded),
                 }
             }
         };
@@ -143,9 +159,12 @@ impl Env<'_> {
         if let Some(chmod) = &request.chmod {
             staging.set_new_dir_mode(chmod.apply(0o755, true));
         }
+        if rootfs.is_some() && !is_root {
+            staging.set_stage_owners(self.layer_owners(&stage.layers, true)?);
+        }
         std::fs::create_dir(staging.root()).map_err(BuildError::io("create", staging.root()))?;
         copy::stage_copy(request, &root, &mut staging).map_err(|m| self.step_error(step, m))?;
-        let tree = staging.finish()?;
+        let (tree, owners) = staging.finish_with_owners()?;
         let mut text = String::from(request.keyword);
         for source in request.sources {
             match source {
@@ -154,14 +173,56 @@ impl Env<'_> {
             }
         }
         text.push_str(&format!(" {}", request.dest));
-        self.commit_layer(
-            stage,
-            &tree,
-            &ChangeSet::whole_tree(&tree)?,
-            text,
-            true,
-            record,
-        )
+        let layer = LayerSource {
+            root: &tree,
+            changes: &ChangeSet::whole_tree(&tree)?,
+            owners: &owners,
+        };
+        self.commit_layer_with_owners(stage, &layer, text, true, record)
+    }
+}
+
+impl Env<'_> {
+    /// The owners the layers give their paths (directories only with `dirs_only`; the last
+    /// layer's word for each), read from the tar headers.
+    fn layer_owners(
+        &self,
+        layers: &[rbuild_oci::Descriptor],
+        dirs_only: bool,
+    ) -> Result<rbuild_layer::OwnerMap, BuildError> {
+        let mut owners = rbuild_layer::OwnerMap::new();
+        self.ensure_blobs(layers)?;
+        for layer in layers {
+            let blob = self.builder.store.open_blob(&layer.digest)?;
+            let (_, plain) = rbuild_layer::decompressed(blob)?;
+            let bad = |e: std::io::Error| BuildError::Io {
+                what: "read the layer",
+                path: layer.digest.to_string().into(),
+                source: e,
+            };
+            let mut archive = tar::Archive::new(plain);
+            for entry in archive.entries().map_err(bad)? {
+                let entry = entry.map_err(bad)?;
+                let header = entry.header();
+                if dirs_only && header.entry_type() != tar::EntryType::Directory {
+                    continue;
+                }
+                let path: std::path::PathBuf = entry
+                    .path()
+                    .map_err(bad)?
+                    .components()
+                    .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                    .collect();
+                let (Ok(uid), Ok(gid)) = (header.uid(), header.gid()) else {
+                    continue;
+                };
+                let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
+                    continue;
+                };
+                owners.insert(path, (uid, gid));
+            }
+        }
+        Ok(owners)
     }
 }
 

@@ -10,6 +10,17 @@ use rbuild_oci::{Descriptor, Digest, Reference};
 use rbuild_store::CacheRecord;
 use std::path::Path;
 
+/// What a layer is written from: a tree, the changes in it, and owners to record instead of
+/// the files' (a builder that is not root cannot give files their owners).
+pub(super) struct LayerSource<'a> {
+    /// The tree.
+    pub root: &'a Path,
+    /// The changed paths.
+    pub changes: &'a ChangeSet,
+    /// Owners by path relative to `root`.
+    pub owners: &'a rbuild_layer::OwnerMap,
+}
+
 impl Env<'_> {
     /// Writes a layer into the store, records it in the stage and, under `record`, in the
     /// step cache.
@@ -23,9 +34,32 @@ impl Env<'_> {
         layer_op: bool,
         record: Option<&Digest>,
     ) -> Result<(Digest, bool), BuildError> {
+        let owners = rbuild_layer::OwnerMap::new();
+        let layer = LayerSource {
+            root,
+            changes,
+            owners: &owners,
+        };
+        self.commit_layer_with_owners(stage, &layer, created_by, layer_op, record)
+    }
+
+    /// [`Env::commit_layer`] for a layer whose owners come (partly) from `layer.owners`.
+    pub(super) fn commit_layer_with_owners(
+        &self,
+        stage: &mut StageResult,
+        layer: &LayerSource<'_>,
+        created_by: String,
+        layer_op: bool,
+        record: Option<&Digest>,
+    ) -> Result<(Digest, bool), BuildError> {
         let store = &self.builder.store;
         let mut writer = store.blob_writer()?;
-        let info = self.layer_writer.write(root, changes, &mut writer)?;
+        let info = self.layer_writer.write_with_owners(
+            layer.root,
+            layer.changes,
+            layer.owners,
+            &mut writer,
+        )?;
         let (digest, size) = writer.commit(Some(&info.digest), Some(info.size))?;
         let media_type = match self.format {
             ImageFormat::Oci => info.media_type.clone(),
@@ -140,11 +174,9 @@ impl Env<'_> {
     pub(super) fn scratch_dir(&self, prefix: &str) -> Result<tempfile::TempDir, BuildError> {
         tempfile::Builder::new()
             .prefix(&format!("{prefix}-"))
-            .tempdir_in(&self.builder.scratch)
-            .map_err(BuildError::io(
-                "create a directory in",
-                &self.builder.scratch,
-            ))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(self.scratch)
+            .map_err(BuildError::io("create a directory in", self.scratch))
     }
 
     pub(super) fn ensure_rootfs(&self, stage: &mut StageResult) -> Result<(), BuildError> {

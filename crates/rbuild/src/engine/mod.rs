@@ -14,6 +14,7 @@ use crate::runner::{Isolation, StepRunner};
 use crate::sandbox_runner::LazySandboxRunner;
 use crate::store_resolver::{find_image, LazyImages, StoreResolver};
 use crate::timestamp::BuildTime;
+use crate::work_area::WorkArea;
 use rbuild_layer::{LayerOptions, LayerWriter};
 use rbuild_oci::{Descriptor, Digest, Manifest, MediaType};
 use rbuild_plan::{PlannedStage, Step};
@@ -37,7 +38,7 @@ pub type ProgressFn = Arc<dyn Fn(&BuildEvent) + Send + Sync>;
 /// Builds images; configured once, used for any number of builds.
 pub struct Builder {
     store: Store,
-    scratch: PathBuf,
+    work: WorkArea,
     runner: Arc<dyn StepRunner>,
     progress: Option<ProgressFn>,
     remote: Option<Remote>,
@@ -47,7 +48,7 @@ impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Builder")
             .field("store", &self.store.root())
-            .field("scratch", &self.scratch)
+            .field("work", &self.work.path())
             .finish()
     }
 }
@@ -69,14 +70,15 @@ struct StageResult {
 
 impl Builder {
     /// A builder over the content store at `store_dir` (created if missing); scratch space
-    /// (rootfs trees, staging) goes under `<store_dir>/.rbuild-work`.
+    /// (rootfs trees, staging) goes under `<store_dir>/.rbuild-work`, which is private to the
+    /// user running the build (0700), one locked directory per build; what a killed build
+    /// left there is removed by the next build.
     pub fn new(store_dir: impl AsRef<Path>) -> Result<Builder, BuildError> {
         let store = Store::open(store_dir.as_ref())?;
-        let scratch = store.root().join(".rbuild-work");
-        std::fs::create_dir_all(&scratch).map_err(BuildError::io("create", &scratch))?;
+        let work = WorkArea::open(store.root().join(".rbuild-work"))?;
         Ok(Builder {
             store,
-            scratch,
+            work,
             runner: Arc::new(LazySandboxRunner::new(Isolation::Auto)),
             progress: None,
             remote: None,
@@ -123,13 +125,14 @@ impl Builder {
 
     /// Runs one build.
     pub fn build(&self, mut request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+        let build_dir = self.work.begin_build()?;
         let mut context = BuildContext::open(
             std::mem::replace(
                 &mut request.context,
                 crate::ContextSource::Dir(PathBuf::new()),
             ),
             request.context_sub_path.as_deref(),
-            &self.scratch,
+            build_dir.path(),
         )?;
         let (text, file_name, dockerfile_path) = match &request.dockerfile {
             DockerfileSource::Text(t) => (t.clone(), "Dockerfile".to_string(), None),
@@ -139,7 +142,7 @@ impl Builder {
                 } else {
                     context.root().join(p)
                 };
-                let text = std::fs::read_to_string(&path).map_err(|e| BuildError::Dockerfile {
+                let text = context.read_text(p).map_err(|e| BuildError::Dockerfile {
                     path: p.clone(),
                     reason: if e.kind() == std::io::ErrorKind::NotFound {
                         "not found".into()
@@ -190,6 +193,7 @@ impl Builder {
             registry_cache,
             blob_sources: Default::default(),
             builder: self,
+            scratch: build_dir.path(),
             context: &context,
             file_name: &file_name,
             created: &created,
@@ -493,6 +497,8 @@ struct Env<'a> {
     /// Registry repositories holding layers the store may lack.
     blob_sources: std::sync::Mutex<std::collections::HashMap<Digest, rbuild_oci::Reference>>,
     builder: &'a Builder,
+    /// This build's private work directory.
+    scratch: &'a Path,
     context: &'a BuildContext,
     file_name: &'a str,
     created: &'a str,

@@ -205,7 +205,7 @@ impl Env<'_> {
                 // Symlinks of the path are followed inside the stage, as BuildKit's mkdir does
                 // (fs.RootPath): `WORKDIR /bin/x` with `/bin -> usr/bin` makes /usr/bin/x and
                 // keeps the link, never replaces it by a directory.
-                let target = staging.resolve(&wd);
+                let target = staging.resolve(&wd)?;
                 let created = staging.ensure_dir(&target)?;
                 let root = staging.finish()?;
                 // A new directory comes with its existing parents, as in BuildKit's diff of a
