@@ -94,6 +94,9 @@ pub struct CopyRequest<'a> {
     pub checksum: Option<String>,
     /// The build time, for entries with no time of their own.
     pub time: i64,
+    /// How ADD URLs are fetched: the build's registry options (TLS, certificates, retries,
+    /// timeouts), never its credentials; `None` for the defaults.
+    pub url_options: Option<rbuild_registry::RegistryOptions>,
 }
 
 /// Stages everything `request` copies from `root` into `staging`. Errors are one line,

@@ -9,9 +9,7 @@ use std::time::UNIX_EPOCH;
 use super::staging::{EntryMeta, Staging};
 use super::CopyRequest;
 use rbuild_oci::Digest;
-use rbuild_registry::{
-    redact_url, CredentialChain, DownloadedUrl, RegistryClient, RegistryOptions, UrlDownload,
-};
+use rbuild_registry::{redact_url, CredentialChain, DownloadedUrl, RegistryClient, UrlDownload};
 
 /// Fetches `url` into the staging tree.
 pub fn add_url(
@@ -21,8 +19,12 @@ pub fn add_url(
     dest_slash: bool,
     staging: &mut Staging<'_>,
 ) -> Result<(), String> {
-    // No registry credentials are sent to an ADD URL, as in BuildKit.
-    let client = RegistryClient::new(RegistryOptions::default(), CredentialChain::default());
+    // The build's TLS options, retries and timeouts apply; no registry credentials are sent
+    // to an ADD URL, as in BuildKit.
+    let client = RegistryClient::new(
+        request.url_options.clone().unwrap_or_default(),
+        CredentialChain::empty(),
+    );
     let (mut file, downloaded) = download(&client, url)?;
     if let Some(expected) = &request.checksum {
         let expected = Digest::parse(expected)
@@ -98,6 +100,7 @@ fn download(client: &RegistryClient, url: &str) -> Result<(std::fs::File, Downlo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rbuild_registry::RegistryOptions;
     use std::io::Read;
     use std::time::{Duration, Instant};
 

@@ -65,6 +65,11 @@ impl Env<'_> {
             unpack,
             checksum,
             time: self.time.seconds,
+            url_options: self
+                .builder
+                .remote
+                .as_ref()
+                .map(|r| r.client().options().clone()),
         })
     }
 
