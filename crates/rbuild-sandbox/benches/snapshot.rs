@@ -1,7 +1,7 @@
 //! Snapshot cost after a RUN (issue 5's benchmark): on a base of 100,000 files, a RUN that
 //! touches one file and a RUN that creates 100,000 files. The snapshot is what the engine does
-//! after the step exits: the overlay's upper dir → change set → gzip layer → verified blob in
-//! the store. Printed as a table beside `tar -c upper | gzip -6 | sha256sum` on the same upper
+//! after the step exits: the overlay's upper dir → change set → owners mapped back to the
+//! step's ids → gzip layer → verified blob in the store. Printed as a table beside `tar -c upper | gzip -6 | sha256sum` on the same upper
 //! dir. Needs root (userns mode over overlayfs); `RBUILD_BENCH_FILES` shrinks the base.
 //!
 //! `cargo bench -p rbuild-sandbox --bench snapshot`
@@ -63,6 +63,9 @@ fn run_and_snapshot(
 
     let snapshot_start = Instant::now();
     let changes = changes_from_overlay_upper(&upper).expect("upper dir reads");
+    // As the engine does: the step's host ids (a shifted range for root) back to its own.
+    rbuild_sandbox::map_upper_owners_to_container(&upper, sandbox.id_map())
+        .expect("upper owners mapped");
     let mut blob = store.blob_writer().expect("blob writer");
     let info = LayerWriter::new(LayerOptions {
         compression: Compression::Gzip,

@@ -69,6 +69,7 @@ mod protocol;
 mod rootless;
 mod sandbox;
 mod spec;
+mod upper;
 pub mod user;
 
 pub use detect::{find_in_path, proc_is_masked, HostFacts};
@@ -80,6 +81,7 @@ pub use protocol::HELPER_MARKER;
 pub use rootless::{enter_rootless_userns, RootlessUserns};
 pub use sandbox::{CancelHandle, ProbeReport, Sandbox, SandboxBuilder, StepStatus};
 pub use spec::{EtcFiles, Mount, MountKind, Network, RootFs, RunSpec, SecretBytes};
+pub use upper::map_upper_owners_to_container;
 
 /// How steps are isolated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
