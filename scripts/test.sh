@@ -12,5 +12,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== fuzz targets compile (their own workspace; RUSTC_BOOTSTRAP=1 on the stable toolchain)"
+(cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$PWD/../target" cargo build --bins)
+
 echo "== cargo test --workspace"
 cargo test --workspace
