@@ -440,3 +440,29 @@ fn dockerfile_and_ignore_files_are_read_inside_the_context() {
     assert!(!err.to_string().contains("HOST-SECRET"), "{err}");
     s.assert_untouched();
 }
+
+/// ADD extracts archive entries with names that are not UTF-8 as they are (they were mangled
+/// by a lossy conversion before).
+#[test]
+fn non_utf8_names_inside_an_added_archive_are_kept() {
+    let s = scene();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(4);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_700_000_000);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.as_ustar_mut().unwrap().name[..10].copy_from_slice(b"dir/caf\xe9.t");
+    header.set_cksum();
+    tar.append(&header, &b"caf\n"[..]).unwrap();
+    fs::write(s.context.join("names.tar"), tar.into_inner().unwrap()).unwrap();
+    let outcome = s
+        .builder
+        .build(s.request("FROM scratch\nADD names.tar /x/\n"))
+        .unwrap();
+    let names = all_names(&s.builder, &outcome);
+    assert!(names.iter().any(|n| n == b"x/dir/caf\xe9.t"), "{names:?}");
+    s.assert_untouched();
+}

@@ -72,28 +72,27 @@ pub fn add_archive(
     )
     .map_err(|e| format!("ADD failed: extracting {shown}: {e}"))?;
     staging.ensure_dir(dest).map_err(|e| e.to_string())?;
-    copy_extracted(scratch.path(), dest, request, staging)
+    copy_extracted(scratch.path(), Path::new(dest), request, staging)
 }
 
+/// Stages what was extracted into `dir` (a directory of our own) under `target`, names as
+/// bytes (not UTF-8 ones included), every listing error reported.
 fn copy_extracted(
     dir: &Path,
-    target: &str,
+    target: &Path,
     request: &CopyRequest<'_>,
     staging: &mut Staging<'_>,
 ) -> Result<(), String> {
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .map_err(|e| e.to_string())?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .collect();
+    let listing = |e: std::io::Error| format!("ADD failed: listing the extracted archive: {e}");
+    let mut names = fs::read_dir(dir)
+        .map_err(listing)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(listing)?;
     names.sort();
     for name in names {
         let path = dir.join(&name);
-        let child = format!(
-            "{}/{}",
-            target.trim_end_matches('/'),
-            name.to_string_lossy()
-        );
+        let child = target.join(&name);
         let meta = fs::symlink_metadata(&path).map_err(|e| e.to_string())?;
         let (uid, gid) = request.chown.unwrap_or((meta.uid(), meta.gid()));
         let mtime = (meta.mtime(), meta.mtime_nsec() as u32);
