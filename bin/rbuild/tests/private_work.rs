@@ -259,6 +259,11 @@ fn a_non_root_builder_without_subuid_writes_root_owned_copy_layers() {
     fs::create_dir_all(context.join("tree/sub")).unwrap();
     fs::write(context.join("hello.txt"), "hello\n").unwrap();
     fs::write(context.join("tree/sub/x"), "x\n").unwrap();
+    fs::create_dir_all(context.join("bin")).unwrap();
+    fs::copy("/usr/bin/busybox", context.join("bin/busybox")).unwrap();
+    for applet in ["sh", "echo", "mkdir"] {
+        std::os::unix::fs::symlink("busybox", context.join("bin").join(applet)).unwrap();
+    }
     fs::write(
         context.join("Dockerfile"),
         "FROM scratch AS src\n\
@@ -267,7 +272,10 @@ fn a_non_root_builder_without_subuid_writes_root_owned_copy_layers() {
          COPY hello.txt /srv/hello.txt\n\
          COPY --chown=7:8 hello.txt /srv/owned.txt\n\
          COPY tree /opt/tree\n\
-         COPY --from=src /t /fromstage\n",
+         COPY --from=src /t /fromstage\n\
+         COPY bin /bin\n\
+         RUN echo made > /made && mkdir /rundir\n\
+         WORKDIR /wd\n",
     )
     .unwrap();
     sh(
@@ -311,6 +319,10 @@ fn a_non_root_builder_without_subuid_writes_root_owned_copy_layers() {
         "/opt/tree",
         "/opt/tree/sub",
         "/opt/tree/sub/x",
+        // A RUN step's files: the builder cannot chown them, the layer records root.
+        "/made",
+        "/rundir",
+        "/wd",
     ] {
         assert_eq!(owner(path), (0, 0), "{path}");
     }

@@ -1,8 +1,9 @@
 //! After a step: the upper dir's owners, which are the step's host ids, turned back into the
 //! ids the step saw (what the layer records).
 
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::IdMap;
 
@@ -10,8 +11,14 @@ use crate::IdMap;
 /// saw. Rewrites them in place (the builder owns the upper dir). A `chown` clears the setuid
 /// and setgid bits and file capabilities: both are put back, a namespaced (v3) capability
 /// whose root is the step's root becoming a plain (v2) one, as it is inside the image.
-pub fn map_upper_owners_to_container(dir: &Path, map: &IdMap) -> std::io::Result<()> {
+/// Where the builder may not chown (not root, a single id), nothing is changed on disk: the
+/// owners are returned instead (paths relative to `dir`), for the layer to record.
+pub fn map_upper_owners_to_container(
+    dir: &Path,
+    map: &IdMap,
+) -> std::io::Result<HashMap<PathBuf, (u32, u32)>> {
     use std::os::unix::fs::PermissionsExt;
+    let mut not_written = HashMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d)? {
@@ -26,12 +33,25 @@ pub fn map_upper_owners_to_container(dir: &Path, map: &IdMap) -> std::io::Result
                 } else {
                     None
                 };
-                std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
-                if regular && meta.mode() & 0o6000 != 0 {
-                    std::fs::set_permissions(&path, PermissionsExt::from_mode(meta.mode()))?;
-                }
-                if let Some(caps) = caps {
-                    xattr::set(&path, CAPABILITY_XATTR, &container_capability(&caps, map))?;
+                match std::os::unix::fs::lchown(&path, Some(uid), Some(gid)) {
+                    Ok(()) => {
+                        if regular && meta.mode() & 0o6000 != 0 {
+                            std::fs::set_permissions(
+                                &path,
+                                PermissionsExt::from_mode(meta.mode()),
+                            )?;
+                        }
+                        if let Some(caps) = caps {
+                            xattr::set(&path, CAPABILITY_XATTR, &container_capability(&caps, map))?;
+                        }
+                    }
+                    // A builder that is not root (one id, no subordinate range) cannot give
+                    // files away: the layer records the owner instead.
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        let rel = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
+                        not_written.insert(rel, (uid, gid));
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             if meta.is_dir() {
@@ -39,7 +59,7 @@ pub fn map_upper_owners_to_container(dir: &Path, map: &IdMap) -> std::io::Result
             }
         }
     }
-    Ok(())
+    Ok(not_written)
 }
 
 const CAPABILITY_XATTR: &str = "security.capability";

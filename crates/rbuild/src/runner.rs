@@ -62,6 +62,9 @@ pub struct RunChanges {
     pub root: PathBuf,
     /// The changes.
     pub changes: ChangeSet,
+    /// Owners the layer records instead of the files' own (paths relative to `root`): the
+    /// ones a builder that is not root could not write.
+    pub owners: rbuild_layer::OwnerMap,
 }
 
 /// Runs RUN steps.

@@ -98,16 +98,17 @@ impl StepRunner for SandboxRunner {
                 rbuild_sandbox::SandboxError::Cancelled => RunError::Cancelled,
                 e => RunError::Failed(e.to_string()),
             })?;
-        let (root, changes) = if overlay {
+        let (root, changes, owners) = if overlay {
             let changes = rbuild_layer::changes_from_overlay_upper(&upper)
                 .map_err(|e| failed("changes", &e))?;
             // The upper dir holds the step's host ids (a shifted range for real root), the
             // lower the container's: map first, then compare.
-            rbuild_sandbox::map_upper_owners_to_container(&upper, self.sandbox.id_map())
-                .map_err(|e| failed("owners of the upper dir", &e))?;
-            let changes = drop_unchanged_overlay_dirs(&changes, &upper, request.rootfs)
+            let owners =
+                rbuild_sandbox::map_upper_owners_to_container(&upper, self.sandbox.id_map())
+                    .map_err(|e| failed("owners of the upper dir", &e))?;
+            let changes = drop_unchanged_overlay_dirs(&changes, &upper, request.rootfs, &owners)
                 .map_err(|e| failed("changes", &e))?;
-            (upper, changes)
+            (upper, changes, owners)
         } else {
             let after =
                 rbuild_layer::TreeScan::scan(request.rootfs).map_err(|e| failed("scan", &e))?;
@@ -115,12 +116,13 @@ impl StepRunner for SandboxRunner {
             let changes = rbuild_layer::diff(before, &after);
             let changes = drop_unchanged_scanned_dirs(&changes, before, &after)
                 .map_err(|e| failed("changes", &e))?;
-            (request.rootfs.to_path_buf(), changes)
+            (request.rootfs.to_path_buf(), changes, Default::default())
         };
         Ok(RunChanges {
             exit_code: status.code,
             root,
             changes,
+            owners,
         })
     }
 }

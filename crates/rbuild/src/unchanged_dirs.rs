@@ -12,14 +12,20 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// `changes` (read from the overlay upper dir `upper` over the tree `lower`) without the
-/// directories that equal the lower's and have no change below them.
+/// directories that equal the lower's and have no change below them; `owners` are the upper
+/// entries' owners where they differ from the files' own.
 pub(crate) fn drop_unchanged_overlay_dirs(
     changes: &ChangeSet,
     upper: &Path,
     lower: &Path,
+    owners: &rbuild_layer::OwnerMap,
 ) -> Result<ChangeSet, rbuild_layer::LayerError> {
     drop_unchanged_dirs(changes, |path| {
-        same_dir(&upper.join(path), &lower.join(path))
+        same_dir(
+            &upper.join(path),
+            owners.get(path).copied(),
+            &lower.join(path),
+        )
     })
 }
 
@@ -72,13 +78,13 @@ fn drop_unchanged_dirs(
 }
 
 /// Both are directories (not symlinks) with the same mode, owner and modification time.
-fn same_dir(a: &Path, b: &Path) -> bool {
+fn same_dir(a: &Path, a_owner: Option<(u32, u32)>, b: &Path) -> bool {
     match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
         (Ok(a), Ok(b)) => {
             a.is_dir()
                 && b.is_dir()
                 && a.mode() == b.mode()
-                && (a.uid(), a.gid()) == (b.uid(), b.gid())
+                && a_owner.unwrap_or((a.uid(), a.gid())) == (b.uid(), b.gid())
                 && (a.mtime(), a.mtime_nsec()) == (b.mtime(), b.mtime_nsec())
         }
         _ => false,
@@ -123,7 +129,9 @@ mod tests {
         ] {
             changes.insert(p, c).unwrap();
         }
-        let out = drop_unchanged_overlay_dirs(&changes, upper.path(), lower.path()).unwrap();
+        let out =
+            drop_unchanged_overlay_dirs(&changes, upper.path(), lower.path(), &Default::default())
+                .unwrap();
         let paths: Vec<_> = out
             .iter()
             .map(|(p, _)| p.to_string_lossy().into_owned())

@@ -22,28 +22,8 @@ pub(super) struct LayerSource<'a> {
 }
 
 impl Env<'_> {
-    /// Writes a layer into the store, records it in the stage and, under `record`, in the
-    /// step cache.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn commit_layer(
-        &self,
-        stage: &mut StageResult,
-        root: &Path,
-        changes: &ChangeSet,
-        created_by: String,
-        layer_op: bool,
-        record: Option<&Digest>,
-    ) -> Result<(Digest, bool), BuildError> {
-        let owners = rbuild_layer::OwnerMap::new();
-        let layer = LayerSource {
-            root,
-            changes,
-            owners: &owners,
-        };
-        self.commit_layer_with_owners(stage, &layer, created_by, layer_op, record)
-    }
-
-    /// [`Env::commit_layer`] for a layer whose owners come (partly) from `layer.owners`.
+    /// Writes a layer into the store (owners from `layer.owners` where given, else the
+    /// files'), records it in the stage and, under `record`, in the step cache.
     pub(super) fn commit_layer_with_owners(
         &self,
         stage: &mut StageResult,

@@ -207,7 +207,8 @@ impl Env<'_> {
                 // keeps the link, never replaces it by a directory.
                 let target = staging.resolve(&wd)?;
                 let created = staging.ensure_dir(&target)?;
-                let root = staging.finish()?;
+                // Owners as recorded (a builder that is not root cannot give files away).
+                let (root, owners) = staging.finish_with_owners()?;
                 // A new directory comes with its existing parents, as in BuildKit's diff of a
                 // `mkdir -p`; a directory that already exists gives an empty layer, as there.
                 let changes = if created {
@@ -215,10 +216,14 @@ impl Env<'_> {
                 } else {
                     ChangeSet::new()
                 };
-                let desc = self.commit_layer(
+                let layer = super::layers::LayerSource {
+                    root: &root,
+                    changes: &changes,
+                    owners: &owners,
+                };
+                let desc = self.commit_layer_with_owners(
                     stage,
-                    &root,
-                    &changes,
+                    &layer,
                     format!("WORKDIR {wd}"),
                     false,
                     record,
@@ -338,8 +343,12 @@ impl Env<'_> {
                     });
                 }
                 let text = format!("RUN {}", history::run_command_string(&step.args, &argv));
-                let desc =
-                    self.commit_layer(stage, &changes.root, &changes.changes, text, true, record)?;
+                let layer = super::layers::LayerSource {
+                    root: &changes.root,
+                    changes: &changes.changes,
+                    owners: &changes.owners,
+                };
+                let desc = self.commit_layer_with_owners(stage, &layer, text, true, record)?;
                 Ok(Some(desc))
             }
             other => {
