@@ -20,13 +20,7 @@ const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
 
 /// Cases that fail because of an rbuild engine bug (reported to the lead): the case, the bug,
 /// and a piece of the failure that shows it is still that bug (not some other failure).
-const KNOWN_ENGINE_BUGS: &[(&str, &str, &str)] = &[(
-    "copy-tree-onto-symlinked-dir",
-    "COPY of a tree replaces a symlinked directory of the stage by a directory where BuildKit \
-     fails with `cannot copy to non-directory` (staging ensure_dir / the copy walker, being \
-     moved to rbuild-fs)",
-    "rbuild built it, but BuildKit fails",
-)];
+const KNOWN_ENGINE_BUGS: &[(&str, &str, &str)] = &[];
 
 /// The outcome of one case.
 enum Outcome {

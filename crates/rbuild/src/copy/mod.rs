@@ -293,6 +293,7 @@ fn copy_source(
         }
         let target = top_target.join(entry.rel);
         if is_dir {
+            staging.refuse_image_link(&top_target, entry.rel)?;
             staging.ensure_dir(&target)?;
             staging.set_dir_meta(&target, dir_meta(&meta, request, root))?;
         } else {

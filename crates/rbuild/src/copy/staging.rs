@@ -163,6 +163,28 @@ impl<'a> Staging<'a> {
         Ok(Path::new("/").join(self.resolved(abs.as_ref(), true)?))
     }
 
+    /// Refuses to copy a directory of a source tree onto `rel` below the directory `base`
+    /// when the stage has a symlink there: BuildKit resolves only the destination named in the
+    /// Dockerfile (fs.RootPath); inside the copied tree fsutil's `copyDirectoryOnly` finds a
+    /// non-directory and fails with "cannot copy to non-directory" (neither following the
+    /// link nor replacing it), as with `COPY rootfs /` onto an image whose `/bin -> usr/bin`.
+    pub fn refuse_image_link(&self, base: impl AsRef<Path>, rel: &Path) -> Result<(), BuildError> {
+        let Some(stage) = self.stage()? else {
+            return Ok(());
+        };
+        let at = self.resolved(base.as_ref(), true)?.join(rel);
+        if self.known_dirs.contains(&at) {
+            return Ok(());
+        }
+        match stage.symlink_metadata(&at) {
+            Ok(m) if m.is_symlink() => Err(self.fs_error()(FsError::WrongType {
+                path: at,
+                what: "cannot copy to non-directory (a symlink in the image)",
+            })),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes sure directory `abs` and its parents exist in the staging tree. Returns true when
     /// `abs` itself is new (neither staged nor in the stage).
     pub fn ensure_dir(&mut self, abs: impl AsRef<Path>) -> Result<bool, BuildError> {
