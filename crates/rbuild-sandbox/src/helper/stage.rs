@@ -168,6 +168,12 @@ fn shift_tree(dir: &Path, map: &IdMap) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// Binds `source` on `target` as it is (the init restricts the binds it makes of it).
+fn plain_bind(source: &Path, target: &Path) -> Result<(), SetupError> {
+    mount(Some(source), target, NONE, MsFlags::MS_BIND, NONE)
+        .map_err(|e| SetupError(format!("binding {source:?}: {}", e.desc())))
+}
+
 /// Prepares the staging directory for `spec` (see the module doc) in a new private mount
 /// namespace, and makes it the working directory.
 pub(crate) fn stage(spec: &RunSpec, map: &IdMap) -> Result<(), SetupError> {
@@ -249,14 +255,7 @@ pub(crate) fn stage(spec: &RunSpec, map: &IdMap) -> Result<(), SetupError> {
                 }
                 Owner::of(map, *uid, *gid)?.give(source.as_path())?;
                 owner.mkdir(&target)?;
-                mount(
-                    Some(source.as_path()),
-                    &target,
-                    NONE,
-                    MsFlags::MS_BIND,
-                    NONE,
-                )
-                .map_err(|e| SetupError(format!("binding cache dir {source:?}: {}", e.desc())))?;
+                plain_bind(source, &target)?;
             }
             MountKind::Tmpfs { .. } | MountKind::Secret { .. } => {}
         }
@@ -268,14 +267,7 @@ pub(crate) fn stage(spec: &RunSpec, map: &IdMap) -> Result<(), SetupError> {
                 || format!("creating {target:?}"),
                 std::fs::File::create(&target),
             )?;
-            mount(
-                Some(source.as_path()),
-                &target,
-                NONE,
-                MsFlags::MS_BIND,
-                NONE,
-            )
-            .map_err(|e| SetupError(format!("binding {source:?}: {}", e.desc())))?;
+            plain_bind(source, &target)?;
         }
     }
     Ok(())
