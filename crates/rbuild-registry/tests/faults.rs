@@ -117,19 +117,15 @@ async fn pull_resumes_after_dropped_and_stalled_downloads() {
         &*store.get(&image.manifest.layers[1].digest).unwrap(),
         &image.blobs[2].1
     );
-    let events = proxy.events();
+    let resumed = |e: &String| e.contains("range=bytes=150000-") && e.ends_with("206");
+    let events = proxy.events_when(|e| e.iter().any(resumed), Duration::from_secs(5));
     assert!(
         events
             .iter()
             .any(|e| e.contains("range=bytes=100000-") && e.ends_with("stalled injected")),
         "{events:#?}"
     );
-    assert!(
-        events
-            .iter()
-            .any(|e| e.contains("range=bytes=150000-") && e.ends_with("206")),
-        "{events:#?}"
-    );
+    assert!(events.iter().any(resumed), "{events:#?}");
 }
 
 #[tokio::test]
@@ -261,11 +257,7 @@ async fn pull_restarts_a_blob_when_the_server_cannot_resume() {
         &*store.get(&image.manifest.layers[1].digest).unwrap(),
         &image.blobs[2].1
     );
-    let events = proxy.events();
-    assert!(
-        events
-            .iter()
-            .any(|e| e.contains("range=bytes=120000-") && e.ends_with("-> 200")),
-        "{events:#?}"
-    );
+    let restarted = |e: &String| e.contains("range=bytes=120000-") && e.ends_with("-> 200");
+    let events = proxy.events_when(|e| e.iter().any(restarted), Duration::from_secs(5));
+    assert!(events.iter().any(restarted), "{events:#?}");
 }

@@ -143,6 +143,24 @@ impl FaultProxy {
             .clone()
     }
 
+    /// The events once `done` holds for them, or when `timeout` has passed: a response is
+    /// logged after its last byte is sent, which the client may have read (and returned)
+    /// before the proxy's thread gets to log it.
+    pub fn events_when(
+        &self,
+        done: impl Fn(&[String]) -> bool,
+        timeout: std::time::Duration,
+    ) -> Vec<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let events = self.events();
+            if done(&events) || std::time::Instant::now() >= deadline {
+                return events;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// How many injected faults are still to come.
     pub fn faults_left(&self) -> usize {
         self.shared
