@@ -45,11 +45,6 @@ fn uid_mapped(mapped: &Option<Vec<(u32, u32)>>, id: u32) -> bool {
     }
 }
 
-fn read_or_empty(p: &str) -> String {
-    // Only the kernel's own small files (`/proc/self/setgroups`).
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
 /// What the init is asked to do.
 pub(crate) struct InitRequest<'a> {
     /// The step.
@@ -135,7 +130,7 @@ fn enter_step_root(
 fn prepare(ctl: &mut Ctl, req: &InitRequest<'_>) -> Result<Prepared, PrepareError> {
     let (spec, isolation, ns, mapped) = (req.spec, req.isolation, req.ns, req.mapped);
     let mut stubs = Stubs::default();
-    let setgroups_allowed = !read_or_empty("/proc/self/setgroups").starts_with("deny");
+    let setgroups_allowed = !super::setgroups_denied();
     let entered = enter_step_root(ctl, req)?;
     if let Some((sources, host)) = &entered {
         rootfs::mount_dev(host, &mut stubs, uid_mapped(mapped, 5))?;

@@ -211,7 +211,7 @@ fn errno_text(call: &str, e: nix::errno::Errno) -> SetupError {
 /// would create files as the overflow id.
 fn become_namespace_root() -> Result<(), SetupError> {
     use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
-    if !read_setgroups_denied() {
+    if !setgroups_denied() {
         setgroups(&[]).map_err(|e| errno_text("setgroups([])", e))?;
     }
     let (u, g) = (Uid::from_raw(0), Gid::from_raw(0));
@@ -219,7 +219,8 @@ fn become_namespace_root() -> Result<(), SetupError> {
     setresuid(u, u, u).map_err(|e| errno_text("setresuid(0)", e))
 }
 
-fn read_setgroups_denied() -> bool {
+/// Whether `setgroups` is denied in our user namespace (`/proc/self/setgroups` says `deny`).
+pub(crate) fn setgroups_denied() -> bool {
     std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.starts_with("deny"))
 }
 

@@ -191,20 +191,18 @@ fn kept_flags(path: &Path) -> MsFlags {
     out
 }
 
-/// Sets `attrs` on the mount at `target` (and below it with `recursive`) through
-/// `mount_setattr`, or a bind remount where the kernel predates it (only the top mount then).
-fn restrict(target: &Path, attrs: u64, recursive: bool) -> Result<(), SetupError> {
+/// Sets `attrs` on the mount at `target` and every mount below it through `mount_setattr`, or
+/// a bind remount where the kernel predates it (only the top mount then).
+fn restrict(target: &Path, attrs: u64) -> Result<(), SetupError> {
     use super::sys;
-    if recursive || attrs != 0 {
-        match sys::set_attrs_recursive(target, attrs) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => {
-                return Err(SetupError(format!(
-                    "restricting the mount on {target:?}: {e}"
-                )))
-            }
-            Err(_) => {}
+    match sys::set_attrs_recursive(target, attrs) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => {
+            return Err(SetupError(format!(
+                "restricting the mount on {target:?}: {e}"
+            )))
         }
+        Err(_) => {}
     }
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | kept_flags(target);
     for (a, f) in [
@@ -242,7 +240,7 @@ pub(crate) fn bind(
         mount(Some(source), target, NONE, MsFlags::MS_BIND | rec, NONE),
     )?;
     let ro = if writable { 0 } else { MOUNT_ATTR_RDONLY };
-    restrict(target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | ro, recursive)
+    restrict(target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | ro)
 }
 
 /// Binds one of the host's harmless device nodes (`/dev/null`…) on `target`: `nosuid,noexec`.
@@ -252,7 +250,7 @@ fn bind_device(source: &Path, target: &Path) -> Result<(), SetupError> {
         || format!("binding {source:?} on {target:?}"),
         mount(Some(source), target, NONE, MsFlags::MS_BIND, NONE),
     )?;
-    restrict(target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false)
+    restrict(target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)
 }
 
 /// Files of `/proc` hidden behind `/dev/null`, and directories behind an empty read-only
@@ -279,6 +277,20 @@ const PROC_READ_ONLY: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// Hides the directory `path` behind an empty, read-only tmpfs.
+fn mask_dir(path: &Path) -> Result<(), SetupError> {
+    ctx(
+        || format!("masking {path:?}"),
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("size=0,mode=555"),
+        ),
+    )
+}
+
 /// Hides or freezes what a container must not reach in a fresh `/proc`.
 fn mask_proc() -> Result<(), SetupError> {
     for p in PROC_MASKED.iter().map(Path::new) {
@@ -286,19 +298,7 @@ fn mask_proc() -> Result<(), SetupError> {
             continue;
         };
         if md.is_dir() {
-            ctx(
-                || format!("masking {p:?}"),
-                mount(
-                    Some("tmpfs"),
-                    p,
-                    Some("tmpfs"),
-                    MsFlags::MS_RDONLY
-                        | MsFlags::MS_NOSUID
-                        | MsFlags::MS_NODEV
-                        | MsFlags::MS_NOEXEC,
-                    Some("size=0,mode=555"),
-                ),
-            )?;
+            mask_dir(p)?;
         } else {
             bind_device(Path::new("/dev/null"), p)?;
         }
@@ -361,21 +361,11 @@ pub(crate) fn mount_sys(host_root: &Path, stubs: &mut Stubs) -> Result<(), Setup
         restrict(
             target,
             MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-            true,
         )?;
     }
     let firmware = Path::new("/sys/firmware");
     if firmware.is_dir() {
-        ctx(
-            || "masking /sys/firmware".into(),
-            mount(
-                Some("tmpfs"),
-                firmware,
-                Some("tmpfs"),
-                flags,
-                Some("size=0,mode=555"),
-            ),
-        )?;
+        mask_dir(firmware)?;
     }
     Ok(())
 }

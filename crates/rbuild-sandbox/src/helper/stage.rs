@@ -23,6 +23,7 @@ use nix::unistd::{chown, ForkResult, Gid, Uid};
 
 use super::rootfs::{self, unique_suffix};
 use super::{sys, SetupError};
+use crate::idmap::{IdMapPlan, MapMethod};
 use crate::{IdMap, MountKind, RootFs, RunSpec};
 
 const NONE: Option<&str> = None;
@@ -94,13 +95,14 @@ pub(crate) fn userns_with_map(map: &IdMap) -> Result<OwnedFd, SetupError> {
                         "unshare(CLONE_NEWUSER) for the idmapped mounts failed".into(),
                     ));
                 }
-                for (file, entries) in [("uid_map", &map.uids), ("gid_map", &map.gids)] {
-                    let path = format!("/proc/{child}/{file}");
-                    io_ctx(
-                        || format!("writing {path}"),
-                        std::fs::write(&path, crate::idmap::proc_map_text(entries)),
-                    )?;
+                // Written as the builder writes a step's maps when it is root.
+                IdMapPlan {
+                    map: map.clone(),
+                    method: MapMethod::Direct,
+                    idmapped_layers: true,
                 }
+                .install(child.as_raw().unsigned_abs())
+                .map_err(|e| SetupError(e.to_string()))?;
                 let ns = format!("/proc/{child}/ns/user");
                 io_ctx(|| format!("opening {ns}"), std::fs::File::open(&ns)).map(OwnedFd::from)
             })();
