@@ -11,6 +11,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
+use common::{is_root, sh};
 use rbuild_testkit::skopeo::{self, Access};
 use rbuild_testkit::{BusyboxImage, ImageTree, RegistryAuth, TestRegistry};
 
@@ -18,26 +21,6 @@ const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
 
 /// The user the test creates (kept afterwards: creating it is the slow, racy part).
 const USER: &str = "rbuild-e2e";
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn sh(program: &str, args: &[&str]) {
-    let output = Command::new(program).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 fn has_range(file: &str, user: &str) -> bool {
     fs::read_to_string(file)

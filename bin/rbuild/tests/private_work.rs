@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{is_root, sh};
 use rbuild_testkit::{BusyboxImage, ImageTree, RegistryAuth, TestRegistry};
 
 const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
@@ -21,17 +24,6 @@ const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
 const PEEK_USER: &str = "rbuild-peek";
 /// A builder without subordinate id ranges.
 const NOSUB_USER: &str = "rbuild-nosub";
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 // A skipped check must say why to the person running it.
 #[allow(clippy::print_stderr)]
@@ -45,15 +37,6 @@ fn root_or_skip() -> bool {
     );
     eprintln!("skipping: not root (the test creates a user with useradd)");
     false
-}
-
-fn sh(program: &str, args: &[&str]) {
-    let output = Command::new(program).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Creates `user` (no home, no subordinate ids) when absent; removes ranges it has.

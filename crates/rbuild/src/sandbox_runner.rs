@@ -36,12 +36,11 @@ fn describe(sandbox: &Sandbox) -> String {
                 .into()
         }
         rbuild_sandbox::Isolation::Userns => {
-            let host = |inside: u32| map.uid_to_host(inside);
-            let ids = match (host(0), map.uids.last()) {
-                (Some(first), Some(last)) if map.uids.len() == 1 && last.count > 1 => {
+            let ids = match (map.uid_to_host(0), map.uids.as_slice()) {
+                (Some(first), [only]) if only.count > 1 => {
                     format!(
                         "host ids {first}-{}",
-                        u64::from(first) + u64::from(last.count) - 1
+                        u64::from(first) + u64::from(only.count) - 1
                     )
                 }
                 (Some(first), _) => format!("host uid {first} as root"),
