@@ -3,6 +3,7 @@
 
 use crate::cli::LogFormatArg;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rbuild::plan::MissReason;
 use rbuild::registry::{PushOutcome, Transfer, TransferFn, TransferKind};
 use rbuild::{BuildEvent, BuildOutcome, ProgressFn, StepStatus};
 use serde_json::json;
@@ -17,6 +18,8 @@ pub struct Progress {
     format: LogFormatArg,
     started: Instant,
     step: Mutex<usize>,
+    /// The number each step got, by (stage, line), for naming a missed parent step.
+    numbers: Mutex<std::collections::BTreeMap<(usize, usize), usize>>,
     live: Option<Live>,
 }
 
@@ -40,6 +43,7 @@ impl Progress {
             format,
             started: Instant::now(),
             step: Mutex::new(0),
+            numbers: Mutex::default(),
             live,
         }
     }
@@ -132,6 +136,10 @@ impl Progress {
                 keyword,
             } => {
                 *step += 1;
+                self.numbers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((*stage, *line), *step);
                 if self.json() {
                     self.line(
                         &json!({"event": "step_started", "step": *step, "stage": stage,
@@ -152,6 +160,41 @@ impl Progress {
                     );
                 } else {
                     self.line(&format!("#{} | {text}", *step));
+                }
+            }
+            BuildEvent::CacheMiss {
+                stage,
+                line,
+                keyword,
+                reason,
+            } => {
+                let number = |l: &usize| {
+                    self.numbers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&(*stage, *l))
+                        .copied()
+                };
+                let own = number(line).unwrap_or(*step);
+                let text = match reason {
+                    MissReason::ParentMissed { line: parent } => match number(parent) {
+                        Some(n) => format!("parent step #{n} missed"),
+                        None => reason.to_string(),
+                    },
+                    other => other.to_string(),
+                };
+                if self.json() {
+                    let mut event = json!({"event": "cache_miss", "step": own, "stage": stage,
+                                           "line": line, "instruction": keyword,
+                                           "message": text});
+                    if let (Some(map), Ok(serde_json::Value::Object(why))) =
+                        (event.as_object_mut(), serde_json::to_value(reason))
+                    {
+                        map.extend(why);
+                    }
+                    self.line(&event.to_string());
+                } else {
+                    self.line(&self.paint("33", &format!("#{own} {keyword} missed: {text}")));
                 }
             }
             BuildEvent::StepFinished(report) => {

@@ -236,6 +236,19 @@ pub enum BuildEvent {
         /// The text (without its newline).
         text: String,
     },
+    /// A layer step missed the cache, and an earlier record of the same step (same stage,
+    /// position and instruction kind) says why; sent before the step runs. Names only, never
+    /// a value.
+    CacheMiss {
+        /// The stage's file index.
+        stage: usize,
+        /// The step's line.
+        line: usize,
+        /// The instruction keyword.
+        keyword: &'static str,
+        /// Why its key differs from the earlier record's.
+        reason: rbuild_plan::MissReason,
+    },
     /// A step finished.
     StepFinished(StepReport),
     /// The image is in the store.

@@ -28,6 +28,7 @@ mod cache_mount;
 mod copy_step;
 mod history_times;
 mod layers;
+mod miss;
 mod registry_cache;
 mod run_mounts;
 mod stage;
@@ -188,9 +189,45 @@ impl Builder {
             source_date_epoch: epoch,
             threads: None,
         });
-        let keys = cache::plan_keys(&plan, &context, &self.store, &lazy_images);
+        let planned_keys = cache::plan_keys(&plan, &context, &self.store, &lazy_images);
+        let record_salt = format!(
+            "{:?}/{:?}/{:?}/{:?}",
+            request.compression, request.compression_level, epoch, request.format
+        );
+        let mut identities = BTreeMap::new();
+        let mut record_places = std::collections::HashMap::new();
+        for stage in &plan.stages {
+            let label = stage
+                .name
+                .clone()
+                .unwrap_or_else(|| stage.index.to_string());
+            for (position, step) in stage.steps.iter().enumerate() {
+                let keyword = step.instruction.keyword();
+                let place = (stage.index, position);
+                if !planned_keys.inputs.contains_key(&place) {
+                    continue;
+                }
+                identities.insert(place, miss::step_identity(&label, position, keyword));
+                if let Some(Some(key)) = planned_keys.keys.get(&place) {
+                    let record = cache::record_key(&record_salt, key);
+                    record_places.insert(
+                        record,
+                        miss::StepPlace {
+                            stage: stage.index,
+                            position,
+                            line: step.span.line,
+                            keyword,
+                        },
+                    );
+                }
+            }
+        }
         let env = Env {
-            keys,
+            keys: planned_keys.keys,
+            key_inputs: planned_keys.inputs,
+            identities,
+            record_places,
+            build_arg_names: request.build_args.keys().cloned().collect(),
             lazy_images: &lazy_images,
             registry_cache,
             blob_sources: Default::default(),
@@ -209,10 +246,7 @@ impl Builder {
             cancel: request.cancel.clone(),
             secrets: &request.secrets,
             proxy_env: crate::proxy_env::proxy_env(&request.build_args),
-            record_salt: format!(
-                "{:?}/{:?}/{:?}/{:?}",
-                request.compression, request.compression_level, epoch, request.format
-            ),
+            record_salt,
         };
 
         // The sandbox is checked before anything is built, and says how it isolates.
@@ -240,6 +274,18 @@ impl Builder {
             if !request.no_cache {
                 let records = env.registry_records(&plan);
                 cache.probe(&records);
+                // The steps that will miss there: their earlier records explain why.
+                let missing: Vec<Digest> = records
+                    .iter()
+                    .filter(|r| cache.lookup(r).is_none())
+                    .filter_map(|r| {
+                        let place = env.record_places.get(r)?;
+                        env.identities.get(&(place.stage, place.position)).cloned()
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    cache.probe_identities(&missing);
+                }
             }
         }
         let outcome = self.run_stages(&env, &plan, &request, &created);
@@ -497,6 +543,14 @@ fn write_atomically(
 struct Env<'a> {
     /// Every step's cache key, by (stage index, step position), computed before the build.
     keys: BTreeMap<(usize, usize), Option<Digest>>,
+    /// What each keyed layer step's key is made of, by (stage index, step position).
+    key_inputs: BTreeMap<(usize, usize), rbuild_plan::KeyInputs>,
+    /// The step identity of each of those steps.
+    identities: BTreeMap<(usize, usize), Digest>,
+    /// Where the step of each layer record stands.
+    record_places: std::collections::HashMap<Digest, miss::StepPlace>,
+    /// The names of the build's `--build-arg`s (a miss names them as build args).
+    build_arg_names: std::collections::BTreeSet<String>,
     /// Images resolved without their layers (with `--cache`).
     lazy_images: &'a LazyImages,
     /// `--cache`: the registry cache.

@@ -92,6 +92,9 @@ impl Env<'_> {
                 .filter(|_| step.layer)
                 .map(|k| self.record_key(k));
             let done = self.run_step(step, &mut result, results, record.as_ref())?;
+            if let Some((_, cached)) = &done {
+                self.record_inputs(stage.index, position, !cached && !self.no_cache);
+            }
             result.key = key.clone();
             let (status, layer) = match done {
                 None => (StepStatus::Metadata, None),
