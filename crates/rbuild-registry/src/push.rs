@@ -219,7 +219,7 @@ impl RegistryClient {
         Ok(digest)
     }
 
-    async fn push_session(
+    pub(crate) async fn push_session(
         &self,
         destination: &Reference,
         action: &str,
