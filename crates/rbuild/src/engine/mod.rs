@@ -298,6 +298,7 @@ impl Builder {
             registry_cache::CacheKinds {
                 run_layers: request.cache_run_layers,
                 copy_layers: request.cache_copy_layers,
+                push: !request.no_push_cache,
             },
         )))
     }
@@ -394,7 +395,7 @@ impl Builder {
                 .map(|l| layer_for_format(l, request.format))
                 .collect(),
             subject: None,
-            annotations: Default::default(),
+            annotations: request.annotations.clone(),
         };
         env.settle_final_layers(&manifest.layers, request)?;
         let manifest_bytes = manifest.to_canonical_json();
