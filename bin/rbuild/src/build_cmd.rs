@@ -101,6 +101,9 @@ fn build(args: &BuildArgs) -> Result<()> {
             CompressionArg::Zstd => Compression::Zstd,
         },
         compression_level: args.compression_level,
+        // The store name and the name of --tar-path/--oci-layout-path outputs: the first
+        // destination (also with --no-push); the store's default otherwise.
+        image_name: destinations.first().map(|d| d.to_string()),
         oci_layout_path: args.oci_layout_path.clone(),
         docker_archive_path: args.tar_path.clone(),
         digest_file: args.digest_file.clone(),
