@@ -57,7 +57,10 @@ fn build(args: &BuildArgs) -> Result<()> {
         ));
     }
 
-    let remote = Remote::new(registry_options(args)?, CredentialChain::from_env())
+    let options = registry_options(args)?;
+    // Certificate files are read now: a missing one is reported before anything is built.
+    options.check_certificate_files()?;
+    let remote = Remote::new(options, CredentialChain::from_env())
         .context("cannot start the registry client")?;
     remote.client().set_progress(progress.transfer_callback());
     let store_dir = args.cache_dir.clone().unwrap_or_else(default_store_dir);
@@ -132,6 +135,10 @@ fn build(args: &BuildArgs) -> Result<()> {
         no_push_cache: args.kaniko.no_push_cache,
         ..BuildRequest::default()
     };
+    // As Kaniko: wrong credentials or a read-only repository fail before any step runs.
+    if !args.kaniko.skip_push_permission_check {
+        remote.check_push_permissions(&request.destinations)?;
+    }
     let outcome = builder.build(request)?;
     progress.built(&outcome);
 
@@ -155,6 +162,7 @@ fn registry_options(args: &BuildArgs) -> Result<RegistryOptions> {
         skip_tls_verify_registries: args.skip_tls_verify_registries.clone(),
         registry_mirrors: crate::kaniko_flags::registry_mirrors(&args.registry_mirrors),
         skip_default_registry_fallback: args.kaniko.skip_default_registry_fallback,
+        push_ignore_immutable_tag_errors: args.kaniko.push_ignore_immutable_tag_errors,
         ..RegistryOptions::default()
     };
     options.retry = RetryPolicy {

@@ -64,6 +64,15 @@ pub struct LoginArgs {
     /// Read the password from standard input (the only way: never on the command line).
     #[arg(long = "password-stdin", required = true)]
     pub password_stdin: bool,
+    /// `HOST=ca.pem`: trust this CA (or self-signed certificate) for the registry.
+    #[arg(long = "registry-certificate", value_name = "HOST=PATH")]
+    pub registry_certificates: Vec<String>,
+    /// Do not verify the registry's TLS certificate.
+    #[arg(long = "skip-tls-verify", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub skip_tls_verify: bool,
+    /// Reach the registry over plain HTTP.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub insecure: bool,
 }
 
 /// Flags of the build, Kaniko's names.

@@ -54,6 +54,9 @@ pub struct RegistryOptions {
     /// `--skip-default-registry-fallback`: an image of a registry that has mirrors or maps is
     /// pulled from those only, never from the registry itself.
     pub skip_default_registry_fallback: bool,
+    /// `--push-ignore-immutable-tag-errors`: a destination refusing to overwrite an existing
+    /// immutable tag is a warning, not a failure.
+    pub push_ignore_immutable_tag_errors: bool,
     /// `--push-retry` and backoff, also used for pulls.
     pub retry: RetryPolicy,
     /// How many blobs are transferred at once.
@@ -84,6 +87,7 @@ impl Default for RegistryOptions {
             registry_mirrors: Vec::new(),
             registry_maps: Vec::new(),
             skip_default_registry_fallback: false,
+            push_ignore_immutable_tag_errors: false,
             retry: RetryPolicy::default(),
             max_concurrent_blobs: 4,
             monolithic_upload_limit: 8 << 20,
