@@ -54,6 +54,8 @@ pub struct BuildRequest {
     pub platform: Option<Platform>,
     /// `--label`: added to the final image's labels.
     pub labels: BTreeMap<String, String>,
+    /// `--annotation`: added to the final image manifest's annotations.
+    pub annotations: BTreeMap<String, String>,
     /// Fixes every timestamp (`SOURCE_DATE_EPOCH`; `--reproducible` means 0). When unset, the
     /// `SOURCE_DATE_EPOCH` build arg is used if given.
     pub source_date_epoch: Option<i64>,
@@ -105,6 +107,8 @@ pub struct BuildRequest {
     pub cache_copy_layers: bool,
     /// `--cache-run-layers`: RUN layers go to the registry cache (default true).
     pub cache_run_layers: bool,
+    /// `--no-push-cache`: the registry cache is read, never written.
+    pub no_push_cache: bool,
 }
 
 /// The default `--cache-repo`: `<destination's repository>/cache` on its registry.
@@ -128,6 +132,7 @@ impl Default for BuildRequest {
             target: None,
             platform: None,
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             source_date_epoch: None,
             format: ImageFormat::Oci,
             compression: Compression::Gzip,
@@ -147,6 +152,7 @@ impl Default for BuildRequest {
             cache_ttl: None,
             cache_copy_layers: true,
             cache_run_layers: true,
+            no_push_cache: false,
         }
     }
 }

@@ -43,6 +43,8 @@ const PROBE_CONCURRENCY: usize = 16;
 pub(super) struct CacheKinds {
     pub run_layers: bool,
     pub copy_layers: bool,
+    /// `--no-push-cache` turns this off: entries are read, never written.
+    pub push: bool,
 }
 
 impl CacheKinds {
@@ -163,6 +165,9 @@ impl RegistryCache {
     /// Pushes an entry for `record` in the background: its layer (from `store`), a config,
     /// the manifest under the record's tag.
     pub fn push(&self, store: &Store, record: &Digest, layer: StepLayer, config: &ImageConfig) {
+        if !self.kinds.push {
+            return;
+        }
         let Some(reference) = self.entry_ref(record) else {
             return;
         };
