@@ -132,6 +132,7 @@ fn build(args: &BuildArgs) -> Result<()> {
         cache_ttl: args.cache_ttl.as_deref().map(parse_ttl).transpose()?,
         cache_copy_layers: args.cache_copy_layers,
         cache_run_layers: args.cache_run_layers,
+        no_cache: args.no_cache,
         no_push_cache: args.kaniko.no_push_cache,
         ..BuildRequest::default()
     };

@@ -188,6 +188,10 @@ pub struct BuildArgs {
     /// Cache RUN layers in the registry (default true; `=false` opts out).
     #[arg(long = "cache-run-layers", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
     pub cache_run_layers: bool,
+    /// Run every step: neither the local step cache nor the registry cache is read (layers
+    /// are still recorded for later builds), as `docker build --no-cache`.
+    #[arg(long = "no-cache", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub no_cache: bool,
     /// The content store (pulled bases, built layers, the step cache).
     #[arg(long = "cache-dir", env = "RBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -250,6 +250,9 @@ impl RegistryCache {
     /// Pushes the step identity entry of `identity` in the background: a manifest without
     /// layers whose annotation holds the description (names and digests only).
     pub fn push_inputs(&self, store: &Store, identity: &Digest, inputs: &KeyInputs) {
+        if !self.kinds.push {
+            return;
+        }
         let Some(reference) = self.identity_ref(identity) else {
             return;
         };
