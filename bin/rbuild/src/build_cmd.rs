@@ -237,7 +237,7 @@ fn source_date_epoch(reproducible: bool) -> Result<Option<i64>> {
 }
 
 /// The store: `$XDG_CACHE_HOME/rbuild`, else `~/.cache/rbuild`, else a directory in /tmp.
-fn default_store_dir() -> PathBuf {
+pub(crate) fn default_store_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("rbuild");
     }

@@ -31,6 +31,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Store credentials for a registry in the docker config.json, as `docker login` does.
     Login(LoginArgs),
+    /// Remove step-cache records and the blobs nothing needs any more from the local store;
+    /// safe while builds run (what they use stays).
+    Prune(PruneArgs),
     /// Print rbuild's version.
     Version,
 }
@@ -51,6 +54,21 @@ pub struct PlanArgs {
     /// The platform to build for, `os/arch[/variant]` (default: this machine's).
     #[arg(long, alias = "custom-platform")]
     pub platform: Option<String>,
+}
+
+/// Flags of `rbuild prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The content store (default as for a build).
+    #[arg(long = "cache-dir", env = "RBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Remove the least recently used cache records until the store's blobs fit in this size
+    /// (`500MB`, `10GB`, `2GiB`, or bytes).
+    #[arg(long = "keep-storage", value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// Remove every cache record (images named in the store stay).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Flags of `rbuild login`.

@@ -37,7 +37,7 @@ fn main() {
     };
     let runner = Arc::new(SandboxRunner::new(sandbox));
     let world = World::new(registry, runner);
-    let tests: [(&str, Test); 12] = [
+    let tests: [(&str, Test); 14] = [
         (
             "fully_cached_rebuild_with_a_fresh_store_downloads_no_layer",
             fully_cached_rebuild_with_a_fresh_store_downloads_no_layer,
@@ -83,6 +83,14 @@ fn main() {
         (
             "a_moved_base_image_is_reported",
             trust::a_moved_base_image_is_reported,
+        ),
+        (
+            "prune_during_a_build_loses_nothing_the_build_needs",
+            trust::prune_during_a_build_loses_nothing_the_build_needs,
+        ),
+        (
+            "cache_ttl_applies_to_the_local_store",
+            trust::cache_ttl_applies_to_the_local_store,
         ),
     ];
     for (name, test) in tests {

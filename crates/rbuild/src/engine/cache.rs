@@ -245,7 +245,19 @@ impl Env<'_> {
             tracing::warn!(%record, "incomplete cache record ignored");
             return self.try_registry_cache(record, stage);
         };
-        if !self.builder.store.has_blob(&descriptor.digest) {
+        if let Some(ttl) = self.cache_ttl {
+            let recorded = entry.annotations.get("recorded");
+            let age = recorded
+                .and_then(|t| t.parse::<i64>().ok())
+                .map(|t| crate::timestamp::BuildTime::now().seconds.saturating_sub(t));
+            // A record without the time it was written is older than any TTL.
+            if age.is_none_or(|age| age > ttl.as_secs() as i64) {
+                tracing::debug!(%record, "local cache record older than --cache-ttl");
+                return self.try_registry_cache(record, stage);
+            }
+        }
+        // Claimed under the store lock: a prune running now keeps it for this build.
+        if !self.lease.claim(std::slice::from_ref(&descriptor.digest))? {
             return self.try_registry_cache(record, stage);
         }
         let layer_op = entry

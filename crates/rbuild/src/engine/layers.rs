@@ -65,6 +65,11 @@ impl Env<'_> {
             &mut writer,
         )?;
         let (digest, size) = writer.commit(Some(&info.digest), Some(info.size))?;
+        if !self.lease.claim(std::slice::from_ref(&digest))? {
+            return Err(BuildError::Plan(format!(
+                "layer {digest} vanished from the store as it was written (removed by hand?)"
+            )));
+        }
         let media_type = match self.format {
             ImageFormat::Oci => info.media_type.clone(),
             ImageFormat::Docker => {
@@ -89,6 +94,11 @@ impl Env<'_> {
                 ("created_by", layer.created_by.clone()),
                 ("layer_op", layer.layer_op.to_string()),
                 ("created", self.created.to_string()),
+                // For `--cache-ttl` (the history time may be SOURCE_DATE_EPOCH's).
+                (
+                    "recorded",
+                    crate::timestamp::BuildTime::now().seconds.to_string(),
+                ),
             ];
             for (name, value) in notes {
                 entry.annotations.insert(name.into(), value);

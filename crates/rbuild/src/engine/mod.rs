@@ -224,6 +224,8 @@ impl Builder {
             }
         }
         let env = Env {
+            lease: self.store.lease()?,
+            cache_ttl: request.cache_ttl,
             keys: planned_keys.keys,
             key_inputs: planned_keys.inputs,
             identities,
@@ -531,6 +533,11 @@ impl Builder {
 
 /// What every step of one build shares.
 struct Env<'a> {
+    /// The build's claim on the blobs of its cache hits and layers (a concurrent prune keeps
+    /// them).
+    lease: rbuild_store::Lease,
+    /// `--cache-ttl`: local records older than this are not used either.
+    cache_ttl: Option<std::time::Duration>,
     /// Every step's cache key, by (stage index, step position), computed before the build.
     keys: BTreeMap<(usize, usize), Option<Digest>>,
     /// What each keyed layer step's key is made of, by (stage index, step position).

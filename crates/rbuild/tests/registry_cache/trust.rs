@@ -5,6 +5,7 @@
 use super::{blob_gets, layer_statuses, World};
 use rbuild::oci::{Digest, MediaType, Reference};
 use rbuild::plan::MissReason;
+use rbuild::store::Store;
 use rbuild::{BuildEvent, BuildOutcome, BuildRequest, StepStatus};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -313,4 +314,103 @@ pub(super) fn a_moved_base_image_is_reported(world: &World) {
     );
     assert_eq!(misses[0], (3, MissReason::BaseImageChanged));
     assert_eq!(misses[0].1.to_string(), "base image digest changed");
+}
+
+/// Local store only (no registry cache), a Dockerfile whose RUN says when it started.
+fn local_request(world: &World, context: &Path, run: &str) -> BuildRequest {
+    let dockerfile = format!("FROM {{base}}\nCOPY a /a\nRUN {run}\n");
+    BuildRequest {
+        cache: false,
+        destinations: Vec::new(),
+        image_name: Some("localhost/trust/prune:latest".into()),
+        ..world.request(context, &dockerfile)
+    }
+}
+
+pub(super) fn prune_during_a_build_loses_nothing_the_build_needs(world: &World) {
+    let store_dir = world.fresh_dir("prune-store-");
+    let context = world.context("prune-a\n", "prune-b\n");
+    let (builder, _) = world.builder(&store_dir);
+    let cold = builder
+        .build(local_request(world, &context, "cat /a > /one"))
+        .unwrap();
+    // Only the cache record keeps the COPY layer now.
+    assert!(builder.store().remove_image(&cold.image_name).unwrap());
+    let copy_layer = cold.manifest.layers[1].digest.clone();
+
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let (warm_builder, _) = world.builder(&store_dir);
+    let warm_builder = warm_builder.with_progress(Arc::new(move |event: &BuildEvent| {
+        if let BuildEvent::Output { text, .. } = event {
+            if text.contains("started") {
+                let _ = started_tx.lock().unwrap().send(());
+            }
+        }
+    }));
+    let run = "echo started && sleep 2 && cat /a > /two";
+    let warm = std::thread::scope(|scope| {
+        let build = scope.spawn(|| warm_builder.build(local_request(world, &context, run)));
+        started_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the RUN step started");
+        // Everything unreferenced goes, at once (no grace period).
+        let options = rbuild::store::PruneOptions {
+            all: true,
+            grace: std::time::Duration::ZERO,
+            ..Default::default()
+        };
+        let report = Store::open(&store_dir).unwrap().prune(&options).unwrap();
+        assert!(report.removed_records >= 2, "{report:?}");
+        build.join().unwrap()
+    });
+    let warm = warm.expect("the build survives the prune");
+    assert_eq!(
+        layer_statuses(&warm),
+        [("COPY", StepStatus::Cached), ("RUN", StepStatus::Built)]
+    );
+    assert_eq!(warm.manifest.layers[1].digest, copy_layer);
+    let store = Store::open(&store_dir).unwrap();
+    let (_, manifest, _) = store.get_image(&warm.image_name).unwrap();
+    for layer in &manifest.layers {
+        assert!(store.has_blob(&layer.digest), "{} lost", layer.digest);
+    }
+    // The lease went with the build: a prune now keeps only what the image reaches.
+    let options = rbuild::store::PruneOptions {
+        all: true,
+        grace: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    store.prune(&options).unwrap();
+    assert!(!store
+        .root()
+        .join(".rbuild-leases")
+        .read_dir()
+        .unwrap()
+        .any(|_| true));
+    assert!(store.has_blob(&copy_layer), "the image still needs it");
+}
+
+pub(super) fn cache_ttl_applies_to_the_local_store(world: &World) {
+    let store_dir = world.fresh_dir("ttl-store-");
+    let context = world.context("ttl-local-a\n", "ttl-local-b\n");
+    let (builder, _) = world.builder(&store_dir);
+    builder
+        .build(local_request(world, &context, "cat /a > /ttl"))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let with_ttl = |ttl: u64| BuildRequest {
+        cache_ttl: Some(std::time::Duration::from_secs(ttl)),
+        ..local_request(world, &context, "cat /a > /ttl")
+    };
+    let fresh_enough = builder.build(with_ttl(3600)).unwrap();
+    assert_eq!(
+        layer_statuses(&fresh_enough),
+        [("COPY", StepStatus::Cached), ("RUN", StepStatus::Cached)]
+    );
+    let too_old = builder.build(with_ttl(1)).unwrap();
+    assert_eq!(
+        layer_statuses(&too_old),
+        [("COPY", StepStatus::Built), ("RUN", StepStatus::Built)]
+    );
 }
