@@ -235,10 +235,9 @@ write_build_script() {  # builder mode state_dir dockerfile context destination 
         local extra=()
         rbuild_has cache-dir && extra+=(--cache-dir "$state/store")
         if [ "$mode" != plain ]; then
+          # Kaniko's default cache flags only (`--cache`, no `--cache-copy-layers`): rbuild
+          # caches every step kind by default, as buildah's --cache-to does.
           rbuild_has cache && extra+=(--cache)
-          # Cache every layer kind, as buildah's --cache-to does (Kaniko's default leaves
-          # COPY/ADD/WORKDIR layers out of the registry cache).
-          rbuild_has cache-copy-layers && extra+=(--cache-copy-layers)
           [ "$mode" = local-cache ] || extra+=(--cache-repo "$cache_repo")
         fi
         echo "$wrap_build$(q "${RBUILD_PREFIX[@]}") --context $(q "$ctx") --dockerfile $(q "$df") --destination $(q "$dest") --insecure $(q "${RBUILD_INSECURE_PULL[@]}" "${extra[@]}")"

@@ -102,6 +102,17 @@ pub fn url_input_key(url: &str, checksum: &str) -> Digest {
     encoder.finish()
 }
 
+/// The input digest of a remote file of `ADD` without `--checksum`, by the version the server
+/// names it with (`etag:…` or `last-modified:…`): a server that changes a file without changing
+/// its `ETag` or `Last-Modified` gives a stale cache hit, as any HTTP cache would.
+pub fn url_validator_key(url: &str, validator: &str) -> Digest {
+    let mut encoder = KeyEncoder::new("url-validator-input");
+    encoder
+        .field("url", url.as_bytes())
+        .field("validator", validator.as_bytes());
+    encoder.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,7 @@ pub use args::{is_platform_arg, is_proxy_arg, platform_args, PROXY_ARGS};
 pub use error::PlanError;
 pub use key::{
     chain_key, image_base_key, image_input_key, scratch_base_key, stage_input_key, url_input_key,
-    KeyEncoder, KEY_VERSION,
+    url_validator_key, KeyEncoder, KEY_VERSION,
 };
 pub use key_inputs::{
     explain_miss, value_digest, KeyInputs, MissReason, ParentKind, StepInputs, MAX_DESCRIBED_FILES,

@@ -56,27 +56,26 @@ pub struct DownloadedUrl {
     pub size: u64,
 }
 
+/// A URL to fetch: parsed, shown (credentials redacted, cut), its host and an HTTP client
+/// with the client's TLS options for that host.
+pub(crate) struct UrlTarget {
+    pub shown: String,
+    pub parsed: reqwest::Url,
+    pub host: String,
+    pub http: reqwest::Client,
+}
+
 impl RegistryClient {
-    /// Downloads `request.url` into `request.file`, retrying refused or broken connections,
-    /// timeouts, 5xx and 429 per the client's [`crate::RetryPolicy`] (a broken body starts
-    /// over). Errors name the URL (credentials redacted): [`RegistryError::Connect`] for a
-    /// server that cannot be reached or goes silent longer than the read timeout,
-    /// [`RegistryError::Status`] for an HTTP error, [`RegistryError::TooLarge`] for a body
-    /// above `max_bytes`.
-    pub async fn download_url(
-        &self,
-        request: UrlDownload<'_>,
-    ) -> Result<DownloadedUrl, RegistryError> {
-        let shown = rbuild_oci::truncate_for_message(
-            &redact_url(request.url),
-            rbuild_oci::MAX_MESSAGE_INPUT_CHARS,
-        )
-        .into_owned();
+    /// Checks an `http(s)://` URL and makes the HTTP client for its host.
+    pub(crate) fn url_target(&self, url: &str) -> Result<UrlTarget, RegistryError> {
+        let shown =
+            rbuild_oci::truncate_for_message(&redact_url(url), rbuild_oci::MAX_MESSAGE_INPUT_CHARS)
+                .into_owned();
         let invalid = |reason: String| RegistryError::InvalidUrl {
             url: shown.clone(),
             reason,
         };
-        let parsed = reqwest::Url::parse(request.url).map_err(|e| invalid(e.to_string()))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(invalid("only http and https can be downloaded".to_owned()));
         }
@@ -87,6 +86,31 @@ impl RegistryClient {
         };
         let options = self.options();
         let http = build_http(options, &options.endpoint(&host, Direction::Pull))?;
+        Ok(UrlTarget {
+            shown,
+            parsed,
+            host,
+            http,
+        })
+    }
+
+    /// Downloads `request.url` into `request.file`, retrying refused or broken connections,
+    /// timeouts, 5xx and 429 per the client's [`crate::RetryPolicy`] (a broken body starts
+    /// over). Errors name the URL (credentials redacted): [`RegistryError::Connect`] for a
+    /// server that cannot be reached or goes silent longer than the read timeout,
+    /// [`RegistryError::Status`] for an HTTP error, [`RegistryError::TooLarge`] for a body
+    /// above `max_bytes`.
+    pub async fn download_url(
+        &self,
+        request: UrlDownload<'_>,
+    ) -> Result<DownloadedUrl, RegistryError> {
+        let UrlTarget {
+            shown,
+            parsed,
+            host,
+            http,
+        } = self.url_target(request.url)?;
+        let options = self.options();
         let action = format!("download of {shown}");
         let policy = options.retry;
         let local = |error: std::io::Error| RegistryError::LocalFile {

@@ -59,6 +59,7 @@ mod secret;
 mod tls_config;
 mod transport;
 mod transport_error;
+mod url_validator;
 
 pub use auth::MAX_TOKEN_LIFETIME;
 pub use blob::{BlobSink, BlobSource, BlobWrite, DirBlobs, MemoryBlobs};

@@ -37,7 +37,7 @@ fn main() {
     };
     let runner = Arc::new(SandboxRunner::new(sandbox));
     let world = World::new(registry, runner);
-    let tests: [(&str, Test); 14] = [
+    let tests: [(&str, Test); 15] = [
         (
             "fully_cached_rebuild_with_a_fresh_store_downloads_no_layer",
             fully_cached_rebuild_with_a_fresh_store_downloads_no_layer,
@@ -91,6 +91,10 @@ fn main() {
         (
             "cache_ttl_applies_to_the_local_store",
             trust::cache_ttl_applies_to_the_local_store,
+        ),
+        (
+            "an_add_url_is_keyed_by_its_etag",
+            trust::an_add_url_is_keyed_by_its_etag,
         ),
     ];
     for (name, test) in tests {

@@ -10,8 +10,8 @@ use rbuild_dockerfile::Instruction;
 use rbuild_oci::Digest;
 use rbuild_plan::{
     chain_key, image_base_key, image_input_key, scratch_base_key, stage_input_key, url_input_key,
-    value_digest, Base, KeyEncoder, KeyInputs, ParentKind, Plan, PlannedStage, Step, StepInput,
-    StepInputs,
+    url_validator_key, value_digest, Base, KeyEncoder, KeyInputs, ParentKind, Plan, PlannedStage,
+    Step, StepInput, StepInputs,
 };
 use rbuild_store::Store;
 use std::collections::BTreeMap;
@@ -25,14 +25,19 @@ pub(super) struct PlannedKeys {
     pub inputs: BTreeMap<(usize, usize), KeyInputs>,
 }
 
+/// Where the digests of the steps' inputs come from.
+pub(super) struct KeySources<'a> {
+    pub context: &'a BuildContext,
+    pub store: &'a Store,
+    pub lazy: &'a LazyImages,
+    /// For the `ETag`/`Last-Modified` of an `ADD` URL without `--checksum`.
+    pub remote: Option<&'a crate::remote::Remote>,
+}
+
 /// Every step's cache key, by (stage index, step position), computed before anything runs:
 /// the stages in dependency order, each chaining from its base's key.
-pub(super) fn plan_keys(
-    plan: &Plan,
-    context: &BuildContext,
-    store: &Store,
-    lazy: &LazyImages,
-) -> PlannedKeys {
+pub(super) fn plan_keys(plan: &Plan, sources: &KeySources<'_>) -> PlannedKeys {
+    let KeySources { store, lazy, .. } = sources;
     let mut planned = PlannedKeys::default();
     let mut stage_keys: BTreeMap<usize, Option<Digest>> = BTreeMap::new();
     let mut pending: Vec<&PlannedStage> = plan.stages.iter().collect();
@@ -67,8 +72,7 @@ pub(super) fn plan_keys(
                 // their expansion, every RUN) carry it in their own digest. Chaining it would
                 // make a build arg change the key of every later step.
                 if !matches!(step.instruction, Instruction::Arg(_)) {
-                    let (next, described) =
-                        step_key(context, store, lazy, step, key.as_ref(), &stage_keys);
+                    let (next, described) = step_key(sources, step, key.as_ref(), &stage_keys);
                     key = next;
                     chain.push(described);
                     if step.layer {
@@ -105,9 +109,7 @@ pub(super) fn plan_keys(
 /// are `rbuild-plan`'s, so `rbuild plan` shows the same keys wherever it can compute them.
 /// Also returns what the key was made of (names and digests only).
 fn step_key(
-    context: &BuildContext,
-    store: &Store,
-    lazy: &LazyImages,
+    sources: &KeySources<'_>,
     step: &Step,
     parent: Option<&Digest>,
     stage_keys: &BTreeMap<usize, Option<Digest>>,
@@ -124,7 +126,7 @@ fn step_key(
         inputs: Vec::new(),
         files: BTreeMap::new(),
     };
-    let key = input_digests(context, store, lazy, step, stage_keys, &mut described)
+    let key = input_digests(sources, step, stage_keys, &mut described)
         .and_then(|inputs| Some(chain_key(parent?, &step.step_digest, &inputs)));
     (key, described)
 }
@@ -132,13 +134,17 @@ fn step_key(
 /// The digests of a step's inputs, in order (also noted in `described`, with the context
 /// files one by one); `None` when one cannot be known before running.
 fn input_digests(
-    context: &BuildContext,
-    store: &Store,
-    lazy: &LazyImages,
+    sources: &KeySources<'_>,
     step: &Step,
     stage_keys: &BTreeMap<usize, Option<Digest>>,
     described: &mut StepInputs,
 ) -> Option<Vec<Digest>> {
+    let KeySources {
+        context,
+        store,
+        lazy,
+        remote,
+    } = sources;
     let mut inputs = Vec::new();
     for input in &step.inputs {
         let digest = match input {
@@ -181,7 +187,22 @@ fn input_digests(
                     .or_else(|| lazy.lock().ok()?.get(reference.as_str()).cloned())?;
                 image_input_key(&descriptor.digest, paths)
             }
-            StepInput::Url { url, checksum } => url_input_key(url, checksum.as_ref()?),
+            StepInput::Url { url, checksum } => match checksum {
+                Some(checksum) => url_input_key(url, checksum),
+                // No checksum: the server's name for the file's version, if it gives one.
+                None => {
+                    let remote = (*remote)?;
+                    let validator = remote.block_on(remote.client().url_validator(url));
+                    match validator {
+                        Ok(Some(validator)) => url_validator_key(url, &validator),
+                        Ok(None) => return None,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "no cache key: the URL's version is unknown");
+                            return None;
+                        }
+                    }
+                }
+            },
         };
         described.inputs.push(digest.clone());
         inputs.push(digest);

@@ -190,7 +190,13 @@ impl Builder {
             source_date_epoch: epoch,
             threads: None,
         });
-        let planned_keys = cache::plan_keys(&plan, &context, &self.store, &lazy_images);
+        let key_sources = cache::KeySources {
+            context: &context,
+            store: &self.store,
+            lazy: &lazy_images,
+            remote: self.remote.as_ref(),
+        };
+        let planned_keys = cache::plan_keys(&plan, &key_sources);
         let record_salt = format!(
             "{:?}/{:?}/{:?}/{:?}",
             request.compression, request.compression_level, epoch, request.format

@@ -414,3 +414,63 @@ pub(super) fn cache_ttl_applies_to_the_local_store(world: &World) {
         [("COPY", StepStatus::Built), ("RUN", StepStatus::Built)]
     );
 }
+
+pub(super) fn an_add_url_is_keyed_by_its_etag(world: &World) {
+    use rbuild_testkit::{CannedServer, Reply};
+    // (ETag, body) the server has now; no ETag means no validator at all.
+    let file: Arc<Mutex<(Option<&'static str>, &'static str)>> =
+        Arc::new(Mutex::new((Some("\"v1\""), "first\n")));
+    let served = file.clone();
+    let server = CannedServer::start(move |_method, _path| {
+        let (etag, body) = *served.lock().unwrap();
+        Reply::Full {
+            status: 200,
+            headers: etag
+                .map(|e| vec![("ETag".to_string(), e.to_string())])
+                .unwrap_or_default(),
+            body: body.as_bytes().to_vec(),
+        }
+    })
+    .unwrap();
+    let context = world.fresh_dir("ctx-");
+    let dockerfile = format!(
+        "FROM scratch\nADD http://{}/file.txt /file.txt\n",
+        server.host()
+    );
+    let (builder, _) = world.builder(&world.fresh_dir("etag-store-"));
+    let build = || {
+        let request = BuildRequest {
+            cache: false,
+            destinations: Vec::new(),
+            ..world.request(&context, &dockerfile)
+        };
+        builder.build(request).unwrap()
+    };
+    let gets = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("GET "))
+            .count()
+    };
+    let first = build();
+    assert_eq!(layer_statuses(&first), [("ADD", StepStatus::Built)]);
+    assert_eq!(gets(), 1);
+    // Same ETag: a HEAD, no download, the same layer.
+    let again = build();
+    assert_eq!(layer_statuses(&again), [("ADD", StepStatus::Cached)]);
+    assert_eq!(gets(), 1, "{:?}", server.requests());
+    assert_eq!(again.digest, first.digest);
+    // A new version: downloaded and built.
+    *file.lock().unwrap() = (Some("\"v2\""), "second\n");
+    let changed = build();
+    assert_eq!(layer_statuses(&changed), [("ADD", StepStatus::Built)]);
+    assert_eq!(gets(), 2);
+    let entries = super::common::layer_entries(builder.store(), &changed.manifest.layers[0].digest);
+    assert!(entries.iter().any(|e| e.content == b"second\n"));
+    // No validator at all: nothing to key it by, so it is fetched every time.
+    *file.lock().unwrap() = (None, "second\n");
+    let unkeyed = build();
+    assert_eq!(layer_statuses(&unkeyed), [("ADD", StepStatus::Built)]);
+    assert_eq!(gets(), 3);
+}
