@@ -37,7 +37,7 @@ fn main() {
     };
     let runner = Arc::new(SandboxRunner::new(sandbox));
     let world = World::new(registry, runner);
-    let tests: [(&str, Test); 15] = [
+    let tests: [(&str, Test); 16] = [
         (
             "fully_cached_rebuild_with_a_fresh_store_downloads_no_layer",
             fully_cached_rebuild_with_a_fresh_store_downloads_no_layer,
@@ -95,6 +95,10 @@ fn main() {
         (
             "an_add_url_is_keyed_by_its_etag",
             trust::an_add_url_is_keyed_by_its_etag,
+        ),
+        (
+            "a_lying_cache_entry_fails_the_build_naming_it",
+            trust::a_lying_cache_entry_fails_the_build_naming_it,
         ),
     ];
     for (name, test) in tests {

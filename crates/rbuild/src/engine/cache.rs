@@ -13,7 +13,7 @@ use rbuild_plan::{
     url_validator_key, value_digest, Base, KeyEncoder, KeyInputs, ParentKind, Plan, PlannedStage,
     Step, StepInput, StepInputs,
 };
-use rbuild_store::Store;
+use rbuild_store::{CacheRecord, Store};
 use std::collections::BTreeMap;
 
 /// The keys of a build's steps, computed before anything runs.
@@ -247,13 +247,8 @@ impl Env<'_> {
         record: &Digest,
         stage: &mut StageResult,
     ) -> Result<Option<Digest>, BuildError> {
-        let entry = match self.builder.store.get_cache_record(record) {
-            Ok(Some(entry)) => entry,
-            Ok(None) => return self.try_registry_cache(record, stage),
-            Err(e) => {
-                tracing::warn!(%record, error = %e, "unreadable cache record ignored");
-                return self.try_registry_cache(record, stage);
-            }
+        let Some(entry) = self.local_record(record) else {
+            return self.try_registry_cache(record, stage);
         };
         let (Some(descriptor), Some(diff_id), Some(created_by)) = (
             entry.descriptors.first(),
@@ -266,17 +261,6 @@ impl Env<'_> {
             tracing::warn!(%record, "incomplete cache record ignored");
             return self.try_registry_cache(record, stage);
         };
-        if let Some(ttl) = self.cache_ttl {
-            let recorded = entry.annotations.get("recorded");
-            let age = recorded
-                .and_then(|t| t.parse::<i64>().ok())
-                .map(|t| crate::timestamp::BuildTime::now().seconds.saturating_sub(t));
-            // A record without the time it was written is older than any TTL.
-            if age.is_none_or(|age| age > ttl.as_secs() as i64) {
-                tracing::debug!(%record, "local cache record older than --cache-ttl");
-                return self.try_registry_cache(record, stage);
-            }
-        }
         // Claimed under the store lock: a prune running now keeps it for this build.
         if !self.lease.claim(std::slice::from_ref(&descriptor.digest))? {
             return self.try_registry_cache(record, stage);
@@ -297,6 +281,29 @@ impl Env<'_> {
             },
         );
         Ok(Some(digest))
+    }
+
+    /// The store's record for `record`, unless it is older than `--cache-ttl`.
+    pub(super) fn local_record(&self, record: &Digest) -> Option<CacheRecord> {
+        let entry = match self.builder.store.get_cache_record(record) {
+            Ok(entry) => entry?,
+            Err(e) => {
+                tracing::warn!(%record, error = %e, "unreadable cache record ignored");
+                return None;
+            }
+        };
+        if let Some(ttl) = self.cache_ttl {
+            let recorded = entry.annotations.get("recorded");
+            let age = recorded
+                .and_then(|t| t.parse::<i64>().ok())
+                .map(|t| crate::timestamp::BuildTime::now().seconds.saturating_sub(t));
+            // A record without the time it was written is older than any TTL.
+            if age.is_none_or(|age| age > ttl.as_secs() as i64) {
+                tracing::debug!(%record, "local cache record older than --cache-ttl");
+                return None;
+            }
+        }
+        Some(entry)
     }
 
     /// Reuses the layer the registry cache holds for `record`, without downloading it (a

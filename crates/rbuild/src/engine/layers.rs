@@ -207,7 +207,8 @@ impl Env<'_> {
                 let (pending, pending_ids) = (&layers[tree.applied..], &diff_ids[tree.applied..]);
                 self.ensure_blobs(pending)?;
                 for (layer, diff_id) in pending.iter().zip(pending_ids) {
-                    self.apply_checked(layer, diff_id, tree.dir.path())?;
+                    self.apply_checked(layer, diff_id, tree.dir.path())
+                        .map_err(|e| self.blame_cache_entry(layer, e))?;
                 }
                 tree.applied = layers.len();
             }
@@ -236,7 +237,8 @@ impl Env<'_> {
         self.ensure_blobs(layers)?;
         let dir = self.scratch_dir("rootfs")?;
         for (layer, diff_id) in layers.iter().zip(diff_ids) {
-            self.apply_checked(layer, diff_id, dir.path())?;
+            self.apply_checked(layer, diff_id, dir.path())
+                .map_err(|e| self.blame_cache_entry(layer, e))?;
         }
         Ok(dir)
     }
@@ -257,6 +259,29 @@ impl Env<'_> {
         };
         rbuild_layer::apply_image_layer(std::io::BufReader::new(blob), dir, &image_layer, true)?;
         Ok(())
+    }
+
+    /// An error applying `layer`, said to come from the registry cache entry that described
+    /// it (a lying or damaged entry), with what to do; other errors as they are.
+    fn blame_cache_entry(&self, layer: &Descriptor, error: BuildError) -> BuildError {
+        let Some(cache) = &self.registry_cache else {
+            return error;
+        };
+        let holder = self
+            .blob_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&layer.digest)
+            .cloned();
+        if holder.as_ref() != Some(cache.repo()) {
+            return error;
+        }
+        BuildError::Registry(format!(
+            "registry cache {}: the entry for layer {} does not describe it ({error}); delete \
+             the cache repository's tags (or the repository) or build with --no-cache",
+            cache.repo(),
+            layer.digest
+        ))
     }
 
     /// Notes that the registry repository `holder` has the blob `digest` (a registry cache

@@ -618,7 +618,7 @@ impl Env<'_> {
     }
 
     /// The layer records the registry cache is asked about: every layer step with a key whose
-    /// kind it caches.
+    /// kind it caches, unless the local store has its record.
     fn registry_records(&self, plan: &rbuild_plan::Plan) -> Vec<Digest> {
         let Some(cache) = &self.registry_cache else {
             return Vec::new();
@@ -628,8 +628,12 @@ impl Env<'_> {
             for (position, step) in stage.steps.iter().enumerate() {
                 let key = self.keys.get(&(stage.index, position)).cloned().flatten();
                 if let (true, Some(key)) = (step.layer, key) {
-                    if cache.kinds.wants(step.instruction.keyword()) {
-                        records.push(self.record_key(&key));
+                    let record = self.record_key(&key);
+                    // A step the local store has needs no registry round trip.
+                    if cache.kinds.wants(step.instruction.keyword())
+                        && self.local_record(&record).is_none()
+                    {
+                        records.push(record);
                     }
                 }
             }

@@ -474,3 +474,54 @@ pub(super) fn an_add_url_is_keyed_by_its_etag(world: &World) {
     assert_eq!(layer_statuses(&unkeyed), [("ADD", StepStatus::Built)]);
     assert_eq!(gets(), 3);
 }
+
+pub(super) fn a_lying_cache_entry_fails_the_build_naming_it(world: &World) {
+    let context = world.context("lying-a\n", "lying-b\n");
+    let cache = own_cache(world, "lying");
+    let request = |dockerfile: &str| BuildRequest {
+        cache_repo: Some(cache.clone()),
+        ..kaniko_defaults(world, &context, dockerfile)
+    };
+    let (cold, _, _) = world.build_fresh(request(APP));
+    // The entry of the first COPY claims another diffID for its layer.
+    let copy_layer = &cold.manifest.layers[2].digest;
+    let remote = super::remote();
+    let tags = world.registry.storage_dir().join(format!(
+        "docker/registry/v2/repositories/{}/_manifests/tags",
+        cache.repository()
+    ));
+    let mut lied = 0;
+    for tag in std::fs::read_dir(&tags).unwrap() {
+        let tag = tag.unwrap().file_name().to_string_lossy().into_owned();
+        let reference = cache.with_tag(&tag).unwrap();
+        let mut manifest =
+            rbuild::oci::Manifest::from_json(&super::fetch_manifest(&remote, &reference)).unwrap();
+        if manifest.layers.first().map(|l| &l.digest) == Some(copy_layer) {
+            manifest.annotations.insert(
+                "dev.rbuild.cache.diff-id".into(),
+                Digest::sha256_of(b"a lie").to_string(),
+            );
+            super::put_manifest(&remote, &reference, &manifest);
+            lied += 1;
+        }
+    }
+    assert_eq!(lied, 1);
+    // A later step runs on the lying layer: refused as it is unpacked, naming the cache.
+    let changed = APP.replace("cat /app/b > /app/b2", "cat /app/b > /app/b3");
+    let (builder, _) = world.builder(&world.fresh_dir("store-"));
+    let err = builder.build(request(&changed)).unwrap_err().to_string();
+    assert!(
+        err.contains(&cache.to_string()) && err.contains("--no-cache"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+    // --no-cache gets past it.
+    let (builder, _) = world.builder(&world.fresh_dir("store-"));
+    let rebuilt = builder
+        .build(BuildRequest {
+            no_cache: true,
+            ..request(&changed)
+        })
+        .unwrap();
+    assert!(rebuilt.steps.iter().all(|s| s.status != StepStatus::Cached));
+}
