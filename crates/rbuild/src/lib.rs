@@ -47,7 +47,15 @@
 //!   the layers registry-side ([`BuildOutcome::remote_layers`]). A hit restores the history
 //!   time its layer was built at, and the image's `created` is the newest layer's (unless
 //!   `SOURCE_DATE_EPOCH` fixes every time), so an unchanged rebuild from an empty store gives
-//!   the same manifest digest.
+//!   the same manifest digest. `ADD` of a URL is keyed by `--checksum`, else by the server's
+//!   `ETag`/`Last-Modified` (one `HEAD`).
+//! - Every miss explained: each layer step's key is described ([`plan::KeyInputs`]: names
+//!   and digests, never values) under a step identity, locally and in the cache repository;
+//!   a miss is compared with the closest earlier description and reported as
+//!   [`BuildEvent::CacheMiss`] (`build arg GIT_SHA changed`, `src/main.rs changed`, `base
+//!   image digest changed`, `parent step … missed`).
+//! - A build holds a [`store::Lease`] on the blobs of its hits and layers, so
+//!   [`store::Store::prune`] can run beside it.
 //! - [`BuildContext`] with `.dockerignore` ([`IgnoreMatcher`], Docker's own rules).
 //! - [`Remote`]: pushes a built image from the store to any number of destinations.
 //!

@@ -296,6 +296,7 @@ impl Env<'_> {
     /// Downloads those of `layers` the store lacks from the repositories known to hold them.
     pub(super) fn ensure_blobs(&self, layers: &[Descriptor]) -> Result<(), BuildError> {
         let store = &self.builder.store;
+        let mut fetches = Vec::new();
         for layer in layers {
             if store.has_blob(&layer.digest) {
                 continue;
@@ -307,10 +308,7 @@ impl Env<'_> {
                 .get(&layer.digest)
                 .cloned();
             match (holder, &self.builder.remote) {
-                (Some(holder), Some(remote)) => {
-                    tracing::debug!(digest = %layer.digest, from = %holder, "fetching a layer");
-                    remote.fetch_blob_into_store(store, &holder, layer)?;
-                }
+                (Some(holder), Some(remote)) => fetches.push((remote, holder, layer)),
                 _ => {
                     return Err(BuildError::Registry(format!(
                         "layer {} is neither in the store nor in a known registry repository",
@@ -319,6 +317,32 @@ impl Env<'_> {
                 }
             }
         }
+        // The layers under a step that runs come down at once (a few at a time); they are
+        // unpacked in order as they are applied.
+        for batch in fetches.chunks(PARALLEL_FETCHES) {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|(remote, holder, layer)| {
+                        scope.spawn(move || {
+                            tracing::debug!(digest = %layer.digest, from = %holder, "fetching a layer");
+                            remote.fetch_blob_into_store(store, holder, layer)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(BuildError::Registry("a layer download panicked".into()))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, BuildError>>()
+            })?;
+        }
         Ok(())
     }
 }
+
+/// How many layers are downloaded at once.
+const PARALLEL_FETCHES: usize = 4;
