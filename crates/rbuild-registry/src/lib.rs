@@ -10,6 +10,9 @@
 //!   [`BlobSink`], verified by digest as they arrive, resumed with `Range` after a break.
 //! - **Push** ([`RegistryClient::push_image`]): per blob HEAD → cross-repository mount →
 //!   upload (one PUT, or PATCH chunks + PUT), several at once, manifest last.
+//! - **Streaming upload** ([`RegistryClient::start_stream_upload`], [`StreamUpload`]): a blob
+//!   sent chunk by chunk while it is being produced, its digest given on the final PUT; a
+//!   failed or abandoned session is deleted.
 //! - **Downloads** ([`RegistryClient::download_url`], for `ADD https://…`): the same TLS
 //!   options, timeouts and retries, streamed to a file with a size limit.
 //! - **Limits**: manifests and indexes ([`rbuild_oci::MAX_MANIFEST_BYTES`]), configs
@@ -53,6 +56,7 @@ mod push;
 mod retry;
 mod scope;
 mod secret;
+mod stream_upload;
 mod transport;
 mod transport_error;
 
@@ -71,3 +75,4 @@ pub use push::{BlobPush, PushOutcome};
 pub use retry::{parse_retry_after, RetryPolicy};
 pub use scope::Scope;
 pub use secret::{redact_url, Secret};
+pub use stream_upload::StreamUpload;

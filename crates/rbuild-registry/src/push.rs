@@ -219,7 +219,7 @@ impl RegistryClient {
         Ok(digest)
     }
 
-    async fn push_session(
+    pub(crate) async fn push_session(
         &self,
         destination: &Reference,
         action: &str,
@@ -406,7 +406,7 @@ fn is_manifest_blob_unknown(error: &RegistryError) -> bool {
             .any(|c| c.code == "MANIFEST_BLOB_UNKNOWN")
 }
 
-async fn finish_upload(
+pub(crate) async fn finish_upload(
     session: &Session,
     action: &str,
     response: reqwest::Response,
@@ -453,7 +453,7 @@ fn check_docker_content_digest(
     }
 }
 
-fn location_of(
+pub(crate) fn location_of(
     session: &Session,
     action: &str,
     response: &reqwest::Response,
@@ -470,7 +470,7 @@ fn location_of(
     Ok(session.url(location))
 }
 
-fn with_digest(location: &str, digest: &Digest) -> String {
+pub(crate) fn with_digest(location: &str, digest: &Digest) -> String {
     let mut url = location.to_owned();
     url.push(if location.contains('?') { '&' } else { '?' });
     url.push_str("digest=");

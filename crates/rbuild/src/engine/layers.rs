@@ -1,5 +1,6 @@
 //! Layers of a stage: written into the store, applied to the stage's filesystem, squashed.
 
+use super::layer_upload::{LayerUpload, UploadTee};
 use super::registry_cache::CachedLayer;
 use super::{Env, StageResult};
 use crate::error::BuildError;
@@ -33,18 +34,37 @@ impl Env<'_> {
         record: Option<&Digest>,
     ) -> Result<(Digest, bool), BuildError> {
         let store = &self.builder.store;
+        let keyword = created_by.split(' ').next().unwrap_or_default();
+        let layer_writer = match self.layer_stays_local(stage, keyword) {
+            true => &self.local_layer_writer,
+            false => self.layer_writer,
+        };
+        let mut upload = match (&self.stream_to, &self.builder.remote, stage.final_image) {
+            (Some(to), Some(remote), true) => LayerUpload::start(remote, to)
+                .map_err(|e| tracing::warn!(error = %e, "layer not streamed to the registry"))
+                .ok(),
+            _ => None,
+        };
         let mut writer = store.blob_writer()?;
-        let info = self.layer_writer.write_with_owners(
+        let info = layer_writer.write_with_owners(
             layer.root,
             layer.changes,
             layer.owners,
-            &mut writer,
+            UploadTee {
+                out: &mut writer,
+                upload: upload.as_mut(),
+            },
         )?;
         let (digest, size) = writer.commit(Some(&info.digest), Some(info.size))?;
+        if let Some(upload) = upload {
+            if let Err(reason) = upload.finish(&digest) {
+                tracing::warn!(%digest, %reason, "streaming the layer to the registry failed; the push will upload it");
+            }
+        }
         let media_type = match self.format {
             ImageFormat::Oci => info.media_type.clone(),
             ImageFormat::Docker => {
-                rbuild_layer::docker_media_type(self.layer_writer.options().compression)
+                rbuild_layer::docker_media_type(layer_writer.options().compression)
             }
         };
         let descriptor = Descriptor::new(media_type, digest.clone(), size);
@@ -66,7 +86,6 @@ impl Env<'_> {
                 tracing::warn!(%record, error = %e, "step cache record not written");
             }
             if let Some(cache) = &self.registry_cache {
-                let keyword = created_by.split(' ').next().unwrap_or_default();
                 if cache.kinds.wants(keyword) {
                     let layer = CachedLayer {
                         descriptor: descriptor.clone(),
@@ -81,6 +100,34 @@ impl Env<'_> {
         self.record_layer(stage, descriptor, info.diff_id, created_by, layer_op)?;
         tracing::debug!(%digest, size, "layer committed");
         Ok((digest, false))
+    }
+
+    /// Whether a layer of `stage` made by a `keyword` step never leaves the machine: its stage
+    /// is not part of the built image and the registry cache does not export such layers.
+    /// Such layers are stored uncompressed (compressing them would be wasted work).
+    pub(super) fn layer_stays_local(&self, stage: &StageResult, keyword: &str) -> bool {
+        !stage.final_image
+            && !self
+                .registry_cache
+                .as_ref()
+                .is_some_and(|c| c.kinds.wants(keyword))
+    }
+
+    /// The key of the record of a `keyword` step's layer in `stage`: uncompressed layers are
+    /// recorded apart from compressed ones (same step, another blob).
+    pub(super) fn layer_record_key(
+        &self,
+        stage: &StageResult,
+        keyword: &str,
+        key: &Digest,
+    ) -> Digest {
+        let record = self.record_key(key);
+        if !self.layer_stays_local(stage, keyword) {
+            return record;
+        }
+        let mut e = rbuild_plan::KeyEncoder::new("local-layer-record");
+        e.field("record", record.as_str().as_bytes());
+        e.finish()
     }
 
     /// Adds a layer to the stage (layers, diffIDs, history) and applies it to the stage's

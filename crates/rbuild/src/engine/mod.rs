@@ -26,6 +26,7 @@ use std::sync::Arc;
 mod cache;
 mod cache_mount;
 mod copy_step;
+mod layer_upload;
 mod layers;
 mod registry_cache;
 mod run_mounts;
@@ -66,6 +67,9 @@ struct StageResult {
     base_history: usize,
     /// The finished stage's filesystem, for `COPY --from` (materialised on first use).
     frozen: std::sync::Mutex<Option<tempfile::TempDir>>,
+    /// Whether the stage's layers are part of the built image (the target and the stages it
+    /// is `FROM`); the others' layers never leave the machine.
+    final_image: bool,
 }
 
 impl Builder {
@@ -187,6 +191,7 @@ impl Builder {
             threads: None,
         });
         let keys = cache::plan_keys(&plan, &context, &self.store, &lazy_images);
+        let final_stages = final_stages(&plan);
         let env = Env {
             keys,
             lazy_images: &lazy_images,
@@ -199,6 +204,19 @@ impl Builder {
             created: &created,
             time,
             layer_writer: &layer_writer,
+            local_layer_writer: LayerWriter::new(LayerOptions {
+                compression: rbuild_oci::Compression::None,
+                level: None,
+                source_date_epoch: epoch,
+                threads: None,
+            }),
+            final_stages,
+            // Layers stream to the first destination as they are written (the others mount
+            // them from there); a squashed image pushes none of its steps' layers.
+            stream_to: match (&self.remote, request.single_snapshot) {
+                (Some(_), false) => request.destinations.first().cloned(),
+                _ => None,
+            },
             format: request.format,
             no_cache: request.no_cache,
             allow_security_insecure: request.allow_security_insecure,
@@ -504,6 +522,12 @@ struct Env<'a> {
     created: &'a str,
     time: BuildTime,
     layer_writer: &'a LayerWriter,
+    /// Writes the layers that never leave the machine (uncompressed).
+    local_layer_writer: LayerWriter,
+    /// The stages whose layers are part of the built image.
+    final_stages: std::collections::BTreeSet<usize>,
+    /// Where the built image's layers are uploaded while they are written.
+    stream_to: Option<rbuild_oci::Reference>,
     format: ImageFormat,
     no_cache: bool,
     /// `--allow security.insecure`.
@@ -619,6 +643,24 @@ impl Env<'_> {
             message: message.into(),
         }
     }
+}
+
+/// The stages whose layers end up in the built image: the target and the stages it is built
+/// `FROM`, transitively. The others are only `COPY --from`ed or mounted.
+fn final_stages(plan: &rbuild_plan::Plan) -> std::collections::BTreeSet<usize> {
+    let mut stages = std::collections::BTreeSet::new();
+    let mut next = Some(plan.target);
+    while let Some(index) = next.filter(|i| stages.insert(*i)) {
+        next = plan
+            .stages
+            .iter()
+            .find(|s| s.index == index)
+            .and_then(|s| match s.base {
+                rbuild_plan::Base::Stage { index } => Some(index),
+                _ => None,
+            });
+    }
+    stages
 }
 
 /// A layer descriptor with the media type of the image format: a base image's layers keep

@@ -38,6 +38,7 @@ impl Env<'_> {
                 base_layers: 0,
                 base_history: 0,
                 frozen: Default::default(),
+                final_image: self.final_stages.contains(&stage.index),
             },
             Base::Image { reference, .. } => {
                 let (descriptor, manifest, config) = self
@@ -55,6 +56,7 @@ impl Env<'_> {
                     base_layers: 0,
                     base_history: 0,
                     frozen: Default::default(),
+                    final_image: self.final_stages.contains(&stage.index),
                 }
             }
             Base::Stage { index } => {
@@ -70,6 +72,7 @@ impl Env<'_> {
                     base_layers: 0,
                     base_history: 0,
                     frozen: Default::default(),
+                    final_image: self.final_stages.contains(&stage.index),
                 }
             }
         };
@@ -90,7 +93,7 @@ impl Env<'_> {
             let record = key
                 .as_ref()
                 .filter(|_| step.layer)
-                .map(|k| self.record_key(k));
+                .map(|k| self.layer_record_key(&result, keyword, k));
             let done = self.run_step(step, &mut result, results, record.as_ref())?;
             result.key = key.clone();
             let (status, layer) = match done {
