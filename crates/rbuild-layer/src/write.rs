@@ -3,7 +3,7 @@
 //! by a bounded channel of fixed-size chunks. One pass over the
 //! files gives the compressed stream, both digests and both sizes; memory stays bounded.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::mpsc::sync_channel;
 
@@ -101,13 +101,53 @@ impl LayerWriter {
         owners: &OwnerMap,
         out: W,
     ) -> Result<LayerInfo, LayerError> {
+        let epoch = self.options.source_date_epoch;
+        self.pipeline(
+            |sink| tar_stream::write_tar(root, changes, owners, epoch, sink),
+            out,
+        )
+    }
+
+    /// Compresses `tar`, an uncompressed layer (as this crate writes with
+    /// [`Compression::None`]), with this writer's options: the blob is byte for byte the one
+    /// [`LayerWriter::write`] gives for the tree the tar was written from, so a layer kept
+    /// uncompressed can be compressed when it first leaves the machine. `entries` is 0 (the
+    /// tar is not parsed).
+    pub fn compress_tar<R: Read + Send, W: Write>(
+        &self,
+        mut tar: R,
+        out: W,
+    ) -> Result<LayerInfo, LayerError> {
+        self.pipeline(
+            move |sink| {
+                let mut buf = vec![0; 256 * 1024];
+                loop {
+                    let n = match tar.read(&mut buf) {
+                        Ok(0) => return Ok(0),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(LayerError::Input(e)),
+                    };
+                    sink.write_bytes(&buf[..n]).map_err(LayerError::Output)?;
+                }
+            },
+            out,
+        )
+    }
+
+    /// Runs `produce` (which writes the tar into the sink and returns its entry count) on a
+    /// thread of its own and compresses what it writes into `out`.
+    fn pipeline<P, W>(&self, produce: P, out: W) -> Result<LayerInfo, LayerError>
+    where
+        P: FnOnce(&mut ChunkSink) -> Result<u64, LayerError> + Send,
+        W: Write,
+    {
         let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
         let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 2);
-        let epoch = self.options.source_date_epoch;
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || {
                 let mut sink = ChunkSink::new(tx, recycle_rx);
-                let entries = tar_stream::write_tar(root, changes, owners, epoch, &mut sink)?;
+                let entries = produce(&mut sink)?;
                 let (diff_id, size) = sink.finish().map_err(LayerError::Output)?;
                 Ok::<_, LayerError>((diff_id, size, entries))
             });

@@ -6,7 +6,7 @@ use super::{Env, StageResult};
 use crate::error::BuildError;
 use crate::history;
 use crate::request::ImageFormat;
-use rbuild_layer::ChangeSet;
+use rbuild_layer::{ChangeSet, LayerInfo, LayerWriter};
 use rbuild_oci::{Descriptor, Digest, Reference};
 use rbuild_store::CacheRecord;
 use std::path::Path;
@@ -33,8 +33,34 @@ impl Env<'_> {
         layer_op: bool,
         record: Option<&Digest>,
     ) -> Result<(Digest, bool), BuildError> {
-        let store = &self.builder.store;
         let keyword = created_by.split(' ').next().unwrap_or_default();
+        let (descriptor, diff_id) = self.store_layer(stage, keyword, |writer, out| {
+            writer.write_with_owners(layer.root, layer.changes, layer.owners, out)
+        })?;
+        let digest = descriptor.digest.clone();
+        let step_layer = CachedLayer {
+            descriptor,
+            diff_id,
+            created_by,
+            layer_op,
+        };
+        self.add_step_layer(stage, step_layer, record)?;
+        Ok((digest, false))
+    }
+
+    /// Writes a layer with `write` (given the writer for the stage: compressed, or not for a
+    /// layer that stays local) into the store, streaming it to the registry when it is part
+    /// of the pushed image. Returns its descriptor and diffID.
+    fn store_layer(
+        &self,
+        stage: &StageResult,
+        keyword: &str,
+        write: impl FnOnce(
+            &LayerWriter,
+            UploadTee<'_, &mut rbuild_store::BlobWriter>,
+        ) -> Result<LayerInfo, rbuild_layer::LayerError>,
+    ) -> Result<(Descriptor, Digest), BuildError> {
+        let store = &self.builder.store;
         let layer_writer = match self.layer_stays_local(stage, keyword) {
             true => &self.local_layer_writer,
             false => self.layer_writer,
@@ -46,10 +72,8 @@ impl Env<'_> {
             _ => None,
         };
         let mut writer = store.blob_writer()?;
-        let info = layer_writer.write_with_owners(
-            layer.root,
-            layer.changes,
-            layer.owners,
+        let info = write(
+            layer_writer,
             UploadTee {
                 out: &mut writer,
                 upload: upload.as_mut(),
@@ -67,39 +91,107 @@ impl Env<'_> {
                 rbuild_layer::docker_media_type(layer_writer.options().compression)
             }
         };
-        let descriptor = Descriptor::new(media_type, digest.clone(), size);
+        tracing::debug!(%digest, size, "layer committed");
+        Ok((Descriptor::new(media_type, digest, size), info.diff_id))
+    }
+
+    /// Adds a step's new layer to the stage and records it under `record` in the step cache
+    /// (and the registry cache, for the kinds it keeps).
+    fn add_step_layer(
+        &self,
+        stage: &mut StageResult,
+        layer: CachedLayer,
+        record: Option<&Digest>,
+    ) -> Result<(), BuildError> {
+        let store = &self.builder.store;
         if let Some(record) = record {
             let mut entry = CacheRecord {
-                descriptors: vec![descriptor.clone()],
+                descriptors: vec![layer.descriptor.clone()],
                 ..CacheRecord::default()
             };
             entry
                 .annotations
-                .insert("diff_id".into(), info.diff_id.to_string());
+                .insert("diff_id".into(), layer.diff_id.to_string());
             entry
                 .annotations
-                .insert("created_by".into(), created_by.clone());
+                .insert("created_by".into(), layer.created_by.clone());
             entry
                 .annotations
-                .insert("layer_op".into(), layer_op.to_string());
+                .insert("layer_op".into(), layer.layer_op.to_string());
             if let Err(e) = store.put_cache_record(record, &entry) {
                 tracing::warn!(%record, error = %e, "step cache record not written");
             }
             if let Some(cache) = &self.registry_cache {
+                let keyword = layer.created_by.split(' ').next().unwrap_or_default();
                 if cache.kinds.wants(keyword) {
-                    let layer = CachedLayer {
-                        descriptor: descriptor.clone(),
-                        diff_id: info.diff_id.clone(),
-                        created_by: created_by.clone(),
-                        layer_op,
-                    };
-                    cache.push(store, record, layer, &stage.image.config);
+                    cache.push(store, record, layer.clone(), &stage.image.config);
                 }
             }
         }
-        self.record_layer(stage, descriptor, info.diff_id, created_by, layer_op)?;
-        tracing::debug!(%digest, size, "layer committed");
-        Ok((digest, false))
+        self.record_layer(
+            stage,
+            layer.descriptor,
+            layer.diff_id,
+            layer.created_by,
+            layer.layer_op,
+        )
+    }
+
+    /// A step of the built image whose layer is not in the cache, but whose uncompressed
+    /// layer is (the same step ran in a stage that stayed on this machine): that blob is
+    /// compressed now (the same bytes as compressing while writing, see
+    /// [`LayerWriter::compress_tar`]) and recorded, instead of running the step again.
+    pub(super) fn try_compress_local(
+        &self,
+        record: Option<&Digest>,
+        stage: &mut StageResult,
+    ) -> Result<Option<Digest>, BuildError> {
+        let Some(record) = record.filter(|_| !self.no_cache && stage.final_image) else {
+            return Ok(None);
+        };
+        let store = &self.builder.store;
+        let local = local_record_key(record);
+        let Ok(Some(entry)) = store.get_cache_record(&local) else {
+            return Ok(None);
+        };
+        let (Some(plain), Some(diff_id), Some(created_by)) = (
+            entry.descriptors.first(),
+            entry
+                .annotations
+                .get("diff_id")
+                .and_then(|d| Digest::parse(d).ok()),
+            entry.annotations.get("created_by"),
+        ) else {
+            return Ok(None);
+        };
+        // Only this crate's own uncompressed layers, whose digest is their diffID.
+        if plain.digest != diff_id || !store.has_blob(&plain.digest) {
+            return Ok(None);
+        }
+        let keyword = created_by.split(' ').next().unwrap_or_default();
+        let blob = store.open_blob(&plain.digest)?;
+        let (descriptor, compressed_diff_id) =
+            self.store_layer(stage, keyword, |writer, out| {
+                writer.compress_tar(std::io::BufReader::new(blob), out)
+            })?;
+        if compressed_diff_id != diff_id {
+            // The stored blob is not what its record says: build the step instead.
+            tracing::warn!(record = %local, "uncompressed layer does not match its record");
+            return Ok(None);
+        }
+        tracing::debug!(%record, digest = %descriptor.digest, "compressed a local layer for the image");
+        let digest = descriptor.digest.clone();
+        let layer = CachedLayer {
+            descriptor,
+            diff_id,
+            created_by: created_by.clone(),
+            layer_op: entry
+                .annotations
+                .get("layer_op")
+                .is_some_and(|v| v == "true"),
+        };
+        self.add_step_layer(stage, layer, Some(record))?;
+        Ok(Some(digest))
     }
 
     /// Whether a layer of `stage` made by a `keyword` step never leaves the machine: its stage
@@ -122,12 +214,10 @@ impl Env<'_> {
         key: &Digest,
     ) -> Digest {
         let record = self.record_key(key);
-        if !self.layer_stays_local(stage, keyword) {
-            return record;
+        match self.layer_stays_local(stage, keyword) {
+            true => local_record_key(&record),
+            false => record,
         }
-        let mut e = rbuild_plan::KeyEncoder::new("local-layer-record");
-        e.field("record", record.as_str().as_bytes());
-        e.finish()
     }
 
     /// Adds a layer to the stage (layers, diffIDs, history) and applies it to the stage's
@@ -294,4 +384,12 @@ impl Env<'_> {
         }
         Ok(())
     }
+}
+
+/// The record of an uncompressed (local) layer made by the step whose compressed layer is
+/// recorded under `record`.
+fn local_record_key(record: &Digest) -> Digest {
+    let mut e = rbuild_plan::KeyEncoder::new("local-layer-record");
+    e.field("record", record.as_str().as_bytes());
+    e.finish()
 }

@@ -130,6 +130,9 @@ impl Env<'_> {
             if let Some(digest) = self.try_cache(record, stage)? {
                 return Ok(Some((digest, true)));
             }
+            if let Some(digest) = self.try_compress_local(record, stage)? {
+                return Ok(Some((digest, true)));
+            }
         }
         match &step.instruction {
             Instruction::Copy(c) => {
@@ -186,6 +189,9 @@ impl Env<'_> {
                     return Ok(None);
                 }
                 if let Some(digest) = self.try_cache(record, stage)? {
+                    return Ok(Some((digest, true)));
+                }
+                if let Some(digest) = self.try_compress_local(record, stage)? {
                     return Ok(Some((digest, true)));
                 }
                 self.ensure_rootfs(stage)?;
