@@ -33,7 +33,7 @@ pub fn run(args: &BuildArgs) -> Result<(), BuildFailure> {
 }
 
 fn build(args: &BuildArgs) -> Result<()> {
-    let progress = Arc::new(Progress::new(args.log_format));
+    let progress = Arc::new(Progress::new(args.log_format).with_profile(args.profile));
     for flag in args.ignored.given() {
         tracing::debug!("{flag} has no meaning for rbuild and is ignored");
     }

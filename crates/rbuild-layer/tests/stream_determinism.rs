@@ -134,3 +134,44 @@ fn a_failing_tar_source_gives_an_error_not_a_blob() {
         .unwrap_err();
     assert!(error.to_string().contains("disk gone"), "{error}");
 }
+
+#[test]
+fn the_profile_puts_time_where_it_was_spent() {
+    struct Slow(Vec<u8>);
+    impl Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    tree(dir.path());
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        let profile = std::sync::Arc::new(rbuild_layer::WriteProfile::default());
+        let mut out = Slow(Vec::new());
+        let writer = LayerWriter::new(options(compression, 2)).profiled(profile.clone());
+        writer.write_tree(dir.path(), &mut out).unwrap();
+        let (_, blob) = direct(dir.path(), compression, 2);
+        assert!(out.0 == blob, "profiling changes nothing in the blob");
+        // Every write slept 2 ms: that is output time, not hashing or compressing.
+        let writes = blob.len() / (256 * 1024);
+        assert!(
+            profile.output() >= std::time::Duration::from_millis(2 * writes as u64),
+            "{compression:?}: {profile:?}"
+        );
+        assert!(
+            profile.hash() < profile.output(),
+            "{compression:?}: {profile:?}"
+        );
+        assert!(profile.tar() > std::time::Duration::ZERO);
+        assert_eq!(
+            profile.compress().is_zero(),
+            compression == Compression::None,
+            "{compression:?}: {profile:?}"
+        );
+    }
+}

@@ -3,8 +3,13 @@
 //! apart, so the same step in a stage that is pushed never reuses an uncompressed blob.
 
 use rbuild::oci::{Digest, MediaType};
-use rbuild::{BuildOutcome, BuildRequest, Builder, ContextSource, DockerfileSource, StepStatus};
+use rbuild::{
+    BuildEvent, BuildOutcome, BuildRequest, Builder, ContextSource, DockerfileSource, StepPhases,
+    StepStatus,
+};
 use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const DOCKERFILE: &str = "FROM scratch AS build\n\
     COPY data /data\n\
@@ -41,9 +46,33 @@ fn only_the_built_images_layers_are_compressed() {
     std::fs::create_dir(&context).unwrap();
     // Compressible: gzip makes it much smaller, so sizes tell the two kinds apart too.
     std::fs::write(context.join("data"), "rbuild ".repeat(200_000)).unwrap();
-    let builder = Builder::new(dir.path().join("store")).unwrap();
+    let profiles: Arc<Mutex<Vec<(usize, StepPhases)>>> = Arc::default();
+    let seen = profiles.clone();
+    let builder = Builder::new(dir.path().join("store"))
+        .unwrap()
+        .with_progress(Arc::new(move |e| {
+            if let BuildEvent::StepProfile { line, phases, .. } = e {
+                seen.lock().unwrap().push((*line, phases.clone()));
+            }
+        }));
 
     let outcome = build(&builder, &context, None);
+    // One profile per layer made; the uncompressed one had nothing to compress.
+    let phases = std::mem::take(&mut *profiles.lock().unwrap());
+    let [(2, local), (4, last)] = &phases[..] else {
+        panic!("{phases:?}");
+    };
+    assert_eq!(local.compress, Duration::ZERO);
+    assert!(last.compress > Duration::ZERO, "{last:?}");
+    for p in [local, last] {
+        assert!(
+            p.run > Duration::ZERO && p.snapshot > Duration::ZERO,
+            "{p:?}"
+        );
+        assert!(p.tar > Duration::ZERO && p.hash > Duration::ZERO, "{p:?}");
+        assert!(p.store_write > Duration::ZERO, "{p:?}");
+        assert_eq!(p.upload, Duration::ZERO, "nothing pushed");
+    }
     let [intermediate, last] = &outcome.steps[..] else {
         panic!("two steps: {:?}", outcome.steps);
     };
@@ -60,6 +89,10 @@ fn only_the_built_images_layers_are_compressed() {
     // Again: both steps come from the cache, each with its own kind of blob.
     let again = build(&builder, &context, None);
     assert!(again.steps.iter().all(|s| s.status == StepStatus::Cached));
+    assert!(
+        profiles.lock().unwrap().is_empty(),
+        "no profile for cached steps"
+    );
     assert_eq!(again.steps[0].layer.as_ref(), Some(&intermediate_layer));
     assert_eq!(again.digest, outcome.digest);
 

@@ -10,6 +10,7 @@ use rbuild_oci::{Digest, Reference};
 use rbuild_registry::RegistryError;
 use std::io::{self, Write};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// The size of one `PATCH`.
@@ -24,6 +25,8 @@ pub(super) struct LayerUpload {
     finish: Option<oneshot::Sender<Digest>>,
     thread: Option<JoinHandle<Result<bool, RegistryError>>>,
     destination: Reference,
+    /// Time the layer writer waited for the upload thread to take a chunk.
+    waited: Duration,
 }
 
 impl LayerUpload {
@@ -59,6 +62,7 @@ impl LayerUpload {
             finish: Some(finish),
             thread: Some(thread),
             destination: destination.clone(),
+            waited: Duration::ZERO,
         })
     }
 
@@ -76,15 +80,22 @@ impl LayerUpload {
 
     fn send_pending(&mut self) {
         let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(UPLOAD_CHUNK));
+        let started = Instant::now();
         let sent = self
             .chunks
             .as_ref()
             .is_some_and(|tx| tx.blocking_send(chunk).is_ok());
+        self.waited += started.elapsed();
         if !sent {
             // The session failed: the thread says why when joined; nothing more is queued.
             self.chunks = None;
             self.pending = Vec::new();
         }
+    }
+
+    /// How long the layer writer has waited for the upload so far.
+    pub(super) fn waited(&self) -> Duration {
+        self.waited
     }
 
     /// Sends what is left and finishes the session with `digest` (the blob the store has

@@ -6,10 +6,12 @@ use super::{Env, StageResult};
 use crate::error::BuildError;
 use crate::history;
 use crate::request::ImageFormat;
-use rbuild_layer::{ChangeSet, LayerInfo, LayerWriter};
+use rbuild_layer::{ChangeSet, LayerInfo, LayerWriter, WriteProfile};
 use rbuild_oci::{Descriptor, Digest, Reference};
 use rbuild_store::CacheRecord;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What a layer is written from: a tree, the changes in it, and owners to record instead of
 /// the files' (a builder that is not root cannot give files their owners).
@@ -53,7 +55,7 @@ impl Env<'_> {
     /// of the pushed image. Returns its descriptor and diffID.
     fn store_layer(
         &self,
-        stage: &StageResult,
+        stage: &mut StageResult,
         keyword: &str,
         write: impl FnOnce(
             &LayerWriter,
@@ -71,19 +73,31 @@ impl Env<'_> {
                 .ok(),
             _ => None,
         };
+        let profile = Arc::new(WriteProfile::default());
         let mut writer = store.blob_writer()?;
         let info = write(
-            layer_writer,
+            &layer_writer.profiled(profile.clone()),
             UploadTee {
                 out: &mut writer,
                 upload: upload.as_mut(),
             },
         )?;
+        let committing = Instant::now();
         let (digest, size) = writer.commit(Some(&info.digest), Some(info.size))?;
+        let phases = &mut stage.phases;
+        phases.tar += profile.tar();
+        phases.compress += profile.compress();
+        phases.hash += profile.hash();
+        // The blob's writes include the upload queue's waits, counted as upload.
+        let waited = upload.as_ref().map_or(Duration::ZERO, |u| u.waited());
+        phases.store_write += profile.output().saturating_sub(waited) + committing.elapsed();
+        phases.upload += waited;
         if let Some(upload) = upload {
+            let finishing = Instant::now();
             if let Err(reason) = upload.finish(&digest) {
                 tracing::warn!(%digest, %reason, "streaming the layer to the registry failed; the push will upload it");
             }
+            stage.phases.upload += finishing.elapsed();
         }
         let media_type = match self.format {
             ImageFormat::Oci => info.media_type.clone(),
@@ -231,8 +245,10 @@ impl Env<'_> {
         layer_op: bool,
     ) -> Result<(), BuildError> {
         if let Some(rootfs) = &stage.rootfs {
+            let started = Instant::now();
             self.ensure_blobs(std::slice::from_ref(&descriptor))?;
             self.apply_checked(&descriptor, &diff_id, rootfs.path())?;
+            stage.phases.apply += started.elapsed();
         }
         stage.layers.push(descriptor);
         stage.image.config.rootfs.diff_ids.push(diff_id);

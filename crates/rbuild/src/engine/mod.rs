@@ -70,6 +70,8 @@ struct StageResult {
     /// Whether the stage's layers are part of the built image (the target and the stages it
     /// is `FROM`); the others' layers never leave the machine.
     final_image: bool,
+    /// Where the current step's time went.
+    phases: crate::request::StepPhases,
 }
 
 impl Builder {

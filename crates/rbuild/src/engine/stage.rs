@@ -39,6 +39,7 @@ impl Env<'_> {
                 base_history: 0,
                 frozen: Default::default(),
                 final_image: self.final_stages.contains(&stage.index),
+                phases: Default::default(),
             },
             Base::Image { reference, .. } => {
                 let (descriptor, manifest, config) = self
@@ -57,6 +58,7 @@ impl Env<'_> {
                     base_history: 0,
                     frozen: Default::default(),
                     final_image: self.final_stages.contains(&stage.index),
+                    phases: Default::default(),
                 }
             }
             Base::Stage { index } => {
@@ -73,6 +75,7 @@ impl Env<'_> {
                     base_history: 0,
                     frozen: Default::default(),
                     final_image: self.final_stages.contains(&stage.index),
+                    phases: Default::default(),
                 }
             }
         };
@@ -94,8 +97,16 @@ impl Env<'_> {
                 .as_ref()
                 .filter(|_| step.layer)
                 .map(|k| self.layer_record_key(&result, keyword, k));
+            result.phases = Default::default();
             let done = self.run_step(step, &mut result, results, record.as_ref())?;
             result.key = key.clone();
+            if let Some((_, false)) = &done {
+                self.builder.emit(BuildEvent::StepProfile {
+                    stage: stage.index,
+                    line: step.span.line,
+                    phases: std::mem::take(&mut result.phases),
+                });
+            }
             let (status, layer) = match done {
                 None => (StepStatus::Metadata, None),
                 Some((digest, true)) => (StepStatus::Cached, Some(digest)),
@@ -326,6 +337,7 @@ impl Env<'_> {
                         text: text.to_string(),
                     })
                 };
+                let started = Instant::now();
                 let changes =
                     self.builder
                         .runner
@@ -341,6 +353,8 @@ impl Env<'_> {
                                 self.step_error(step, format!("RUN failed: {m}"))
                             }
                         })?;
+                stage.phases.run = started.elapsed().saturating_sub(changes.snapshot);
+                stage.phases.snapshot = changes.snapshot;
                 // Cache locks go as soon as the step ends.
                 drop(mounts);
                 if changes.exit_code != 0 {
