@@ -13,6 +13,8 @@
 //! - **Streaming upload** ([`RegistryClient::start_stream_upload`], [`StreamUpload`]): a blob
 //!   sent chunk by chunk while it is being produced, its digest given on the final PUT; a
 //!   failed or abandoned session is deleted.
+//! - **Referrers** ([`RegistryClient::push_referrer`]): OCI 1.1 artifact manifests with a
+//!   `subject`, through the referrers API or the `sha256-<hex>` referrers tag schema.
 //! - **Downloads** ([`RegistryClient::download_url`], for `ADD https://…`): the same TLS
 //!   options, timeouts and retries, streamed to a file with a size limit.
 //! - **Limits**: manifests and indexes ([`rbuild_oci::MAX_MANIFEST_BYTES`]), configs
@@ -53,10 +55,12 @@ mod options;
 mod progress;
 mod pull;
 mod push;
+mod referrers;
 mod retry;
 mod scope;
 mod secret;
 mod stream_upload;
+mod tls_config;
 mod transport;
 mod transport_error;
 
@@ -71,7 +75,8 @@ pub use error::{DigestMismatch, ErrorCode, RegistryError};
 pub use options::{is_loopback_host, Direction, Endpoint, PlainHttp, RegistryOptions};
 pub use progress::{Transfer, TransferFn, TransferKind};
 pub use pull::{FetchedManifest, PulledImage, MANIFEST_ACCEPT, MAX_INDEX_NESTING};
-pub use push::{BlobPush, PushOutcome};
+pub use push::{is_immutable_tag_error, BlobPush, PushOutcome};
+pub use referrers::{referrers_tag, ReferrerAttach};
 pub use retry::{parse_retry_after, RetryPolicy};
 pub use scope::Scope;
 pub use secret::{redact_url, Secret};

@@ -57,8 +57,20 @@ impl RegistryClient {
         &self,
         destination: &Reference,
     ) -> Result<StreamUpload, RegistryError> {
+        let action = format!(
+            "streaming upload of a layer to {}",
+            destination.repository()
+        );
+        self.open_upload(destination, action).await
+    }
+
+    /// Opens an upload session; `action` names it in errors.
+    pub(crate) async fn open_upload(
+        &self,
+        destination: &Reference,
+        action: String,
+    ) -> Result<StreamUpload, RegistryError> {
         let repository = destination.repository();
-        let action = format!("streaming upload of a layer to {repository}");
         let session = self.push_session(destination, &action).await?;
         let scope = Scope::push(repository);
         let url = session.url(&format!("/v2/{repository}/blobs/uploads/"));

@@ -54,6 +54,8 @@ pub struct BuildRequest {
     pub platform: Option<Platform>,
     /// `--label`: added to the final image's labels.
     pub labels: BTreeMap<String, String>,
+    /// `--annotation`: added to the final image manifest's annotations.
+    pub annotations: BTreeMap<String, String>,
     /// Fixes every timestamp (`SOURCE_DATE_EPOCH`; `--reproducible` means 0). When unset, the
     /// `SOURCE_DATE_EPOCH` build arg is used if given.
     pub source_date_epoch: Option<i64>,
@@ -100,10 +102,13 @@ pub struct BuildRequest {
     pub cache_repo: Option<Reference>,
     /// `--cache-ttl`: registry cache entries older than this are ignored (default: none is).
     pub cache_ttl: Option<Duration>,
-    /// `--cache-copy-layers`: COPY/ADD (and WORKDIR) layers go to the registry cache too.
+    /// `--cache-copy-layers`: COPY/ADD (and WORKDIR) layers go to the registry cache too
+    /// (default true: with `--cache`, every step is cached; false opts these steps out).
     pub cache_copy_layers: bool,
     /// `--cache-run-layers`: RUN layers go to the registry cache (default true).
     pub cache_run_layers: bool,
+    /// `--no-push-cache`: the registry cache is read, never written.
+    pub no_push_cache: bool,
 }
 
 /// The default `--cache-repo`: `<destination's repository>/cache` on its registry.
@@ -127,6 +132,7 @@ impl Default for BuildRequest {
             target: None,
             platform: None,
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             source_date_epoch: None,
             format: ImageFormat::Oci,
             compression: Compression::Gzip,
@@ -144,8 +150,9 @@ impl Default for BuildRequest {
             cache: false,
             cache_repo: None,
             cache_ttl: None,
-            cache_copy_layers: false,
+            cache_copy_layers: true,
             cache_run_layers: true,
+            no_push_cache: false,
         }
     }
 }
@@ -224,7 +231,8 @@ pub struct StepPhases {
     /// Waiting for the registry: the layer's upload runs while it is written; this is the
     /// time the step waited for it (a full queue, the final PUT).
     pub upload: Duration,
-    /// Applying the new layer to the stage's filesystem for the next steps.
+    /// Making the stage's filesystem ready for the step: unpacking the base on first need,
+    /// applying the layers of the steps before.
     pub apply: Duration,
 }
 

@@ -1,7 +1,6 @@
 //! Layers of a stage: written into the store, applied to the stage's filesystem, squashed.
 
 use super::layer_upload::{LayerUpload, UploadTee};
-use super::registry_cache::CachedLayer;
 use super::{Env, StageResult};
 use crate::error::BuildError;
 use crate::history;
@@ -12,6 +11,31 @@ use rbuild_store::CacheRecord;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A stage's filesystem on disk and how many of the stage's layers it holds: layers recorded
+/// after it was made (cache hits) are applied only when a later step needs the files.
+pub(super) struct Tree {
+    dir: tempfile::TempDir,
+    applied: usize,
+}
+
+impl Tree {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A step's layer as the stage records it: made now or reused from a cache record.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct StepLayer {
+    pub descriptor: Descriptor,
+    pub diff_id: Digest,
+    pub created_by: String,
+    pub layer_op: bool,
+    /// The history time the layer got when it was built (`None`: this build's time).
+    pub created: Option<String>,
+}
 
 /// What a layer is written from: a tree, the changes in it, and owners to record instead of
 /// the files' (a builder that is not root cannot give files their owners).
@@ -40,13 +64,14 @@ impl Env<'_> {
             writer.write_with_owners(layer.root, layer.changes, layer.owners, out)
         })?;
         let digest = descriptor.digest.clone();
-        let step_layer = CachedLayer {
+        let step_layer = StepLayer {
             descriptor,
             diff_id,
             created_by,
             layer_op,
+            created: Some(self.created.to_string()),
         };
-        self.add_step_layer(stage, step_layer, record)?;
+        self.add_step_layer(stage, step_layer, record);
         Ok((digest, false))
     }
 
@@ -111,27 +136,28 @@ impl Env<'_> {
 
     /// Adds a step's new layer to the stage and records it under `record` in the step cache
     /// (and the registry cache, for the kinds it keeps).
-    fn add_step_layer(
-        &self,
-        stage: &mut StageResult,
-        layer: CachedLayer,
-        record: Option<&Digest>,
-    ) -> Result<(), BuildError> {
+    fn add_step_layer(&self, stage: &mut StageResult, layer: StepLayer, record: Option<&Digest>) {
         let store = &self.builder.store;
         if let Some(record) = record {
             let mut entry = CacheRecord {
                 descriptors: vec![layer.descriptor.clone()],
                 ..CacheRecord::default()
             };
-            entry
-                .annotations
-                .insert("diff_id".into(), layer.diff_id.to_string());
-            entry
-                .annotations
-                .insert("created_by".into(), layer.created_by.clone());
-            entry
-                .annotations
-                .insert("layer_op".into(), layer.layer_op.to_string());
+            let notes = [
+                ("diff_id", layer.diff_id.to_string()),
+                ("created_by", layer.created_by.clone()),
+                ("layer_op", layer.layer_op.to_string()),
+                (
+                    "created",
+                    layer
+                        .created
+                        .clone()
+                        .unwrap_or_else(|| self.created.to_string()),
+                ),
+            ];
+            for (name, value) in notes {
+                entry.annotations.insert(name.into(), value);
+            }
             if let Err(e) = store.put_cache_record(record, &entry) {
                 tracing::warn!(%record, error = %e, "step cache record not written");
             }
@@ -142,13 +168,7 @@ impl Env<'_> {
                 }
             }
         }
-        self.record_layer(
-            stage,
-            layer.descriptor,
-            layer.diff_id,
-            layer.created_by,
-            layer.layer_op,
-        )
+        self.record_layer(stage, layer);
     }
 
     /// A step of the built image whose layer is not in the cache, but whose uncompressed
@@ -195,7 +215,7 @@ impl Env<'_> {
         }
         tracing::debug!(%record, digest = %descriptor.digest, "compressed a local layer for the image");
         let digest = descriptor.digest.clone();
-        let layer = CachedLayer {
+        let layer = StepLayer {
             descriptor,
             diff_id,
             created_by: created_by.clone(),
@@ -203,8 +223,9 @@ impl Env<'_> {
                 .annotations
                 .get("layer_op")
                 .is_some_and(|v| v == "true"),
+            created: entry.annotations.get("created").cloned(),
         };
-        self.add_step_layer(stage, layer, Some(record))?;
+        self.add_step_layer(stage, layer, Some(record));
         Ok(Some(digest))
     }
 
@@ -234,30 +255,15 @@ impl Env<'_> {
         }
     }
 
-    /// Adds a layer to the stage (layers, diffIDs, history) and applies it to the stage's
-    /// rootfs if that is materialised.
-    pub(super) fn record_layer(
-        &self,
-        stage: &mut StageResult,
-        descriptor: Descriptor,
-        diff_id: Digest,
-        created_by: String,
-        layer_op: bool,
-    ) -> Result<(), BuildError> {
-        if let Some(rootfs) = &stage.rootfs {
-            let started = Instant::now();
-            self.ensure_blobs(std::slice::from_ref(&descriptor))?;
-            self.apply_checked(&descriptor, &diff_id, rootfs.path())?;
-            stage.phases.apply += started.elapsed();
-        }
-        stage.layers.push(descriptor);
-        stage.image.config.rootfs.diff_ids.push(diff_id);
-        stage
-            .image
-            .config
-            .history
-            .push(history::entry(created_by, true, layer_op, self.created));
-        Ok(())
+    /// Adds a layer to the stage (layers, diffIDs, history, with the time it was built).
+    /// Nothing is downloaded or unpacked: [`Env::ensure_rootfs`] applies it when a later
+    /// step needs the files.
+    pub(super) fn record_layer(&self, stage: &mut StageResult, layer: StepLayer) {
+        let created = layer.created.as_deref().unwrap_or(self.created);
+        let entry = history::entry(layer.created_by, true, layer.layer_op, created);
+        stage.layers.push(layer.descriptor);
+        stage.image.config.rootfs.diff_ids.push(layer.diff_id);
+        stage.image.config.history.push(entry);
     }
 
     /// `--single-snapshot`: replaces the stage's own layers by one layer of everything they
@@ -312,10 +318,40 @@ impl Env<'_> {
             .map_err(BuildError::io("create a directory in", self.scratch))
     }
 
+    /// Makes the stage's filesystem hold all its layers: materialised on first need, and
+    /// the layers recorded since (cache hits) applied once a step needs them.
     pub(super) fn ensure_rootfs(&self, stage: &mut StageResult) -> Result<(), BuildError> {
-        if stage.rootfs.is_none() {
-            let diff_ids = &stage.image.config.rootfs.diff_ids;
-            stage.rootfs = Some(self.materialise(&stage.layers, diff_ids)?);
+        let started = Instant::now();
+        let diff_ids = &stage.image.config.rootfs.diff_ids;
+        self.bring_up_to_date(&mut stage.rootfs, &stage.layers, diff_ids)?;
+        stage.phases.apply += started.elapsed();
+        Ok(())
+    }
+
+    /// Makes `tree` hold all of `layers`: a new tree of them if there is none, else the ones
+    /// it lacks applied (after downloading those the store lacks).
+    pub(super) fn bring_up_to_date(
+        &self,
+        tree: &mut Option<Tree>,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+    ) -> Result<(), BuildError> {
+        match tree {
+            None => {
+                *tree = Some(Tree {
+                    dir: self.materialise(layers, diff_ids)?,
+                    applied: layers.len(),
+                });
+            }
+            Some(tree) if tree.applied < layers.len() => {
+                let (pending, pending_ids) = (&layers[tree.applied..], &diff_ids[tree.applied..]);
+                self.ensure_blobs(pending)?;
+                for (layer, diff_id) in pending.iter().zip(pending_ids) {
+                    self.apply_checked(layer, diff_id, tree.dir.path())?;
+                }
+                tree.applied = layers.len();
+            }
+            Some(_) => {}
         }
         Ok(())
     }
