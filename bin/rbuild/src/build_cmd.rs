@@ -34,7 +34,9 @@ pub fn run(args: &BuildArgs) -> Result<(), BuildFailure> {
 
 fn build(args: &BuildArgs) -> Result<()> {
     crate::kaniko_flags::check(args)?;
-    let progress = Arc::new(Progress::new(args.log_format, args.kaniko.log_timestamp));
+    let progress = Arc::new(
+        Progress::new(args.log_format, args.kaniko.log_timestamp).with_profile(args.profile),
+    );
     for note in args.kaniko.no_op_notes() {
         tracing::debug!("{note}");
     }

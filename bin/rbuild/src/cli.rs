@@ -141,6 +141,11 @@ pub struct BuildArgs {
     /// Reproducible image: every timestamp at 0 (unless SOURCE_DATE_EPOCH is set).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub reproducible: bool,
+    /// Print where each step's time went (process run, snapshot walk, tar, compress, hash,
+    /// store write, upload, apply) as a table after the build; `--log-format json` always
+    /// emits a `step_profile` event per step that made a layer.
+    #[arg(long)]
+    pub profile: bool,
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
     pub compression: CompressionArg,

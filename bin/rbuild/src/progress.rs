@@ -5,11 +5,25 @@ use crate::cli::LogFormatArg;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rbuild::plan::MissReason;
 use rbuild::registry::{PushOutcome, Transfer, TransferFn, TransferKind};
-use rbuild::{BuildEvent, BuildOutcome, ProgressFn, StepStatus};
+use rbuild::{BuildEvent, BuildOutcome, ProgressFn, StepPhases, StepStatus};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The phases of a step, named as the JSON events and the `--profile` table name them.
+fn phase_list(p: &StepPhases) -> [(&'static str, Duration); 8] {
+    [
+        ("run", p.run),
+        ("snapshot", p.snapshot),
+        ("tar", p.tar),
+        ("compress", p.compress),
+        ("hash", p.hash),
+        ("store_write", p.store_write),
+        ("upload", p.upload),
+        ("apply", p.apply),
+    ]
+}
 
 /// Prints build events on stderr (stdout stays free for machine output). On a terminal (text
 /// formats only) the running step is a live spinner with its elapsed time; finished steps and
@@ -23,6 +37,16 @@ pub struct Progress {
     live: Option<Live>,
     /// `--log-timestamp`: every line starts with the time (JSON events get a `time` field).
     timestamps: bool,
+    /// `--profile`: the steps' phases, printed as a table with the summary.
+    profile: Option<Mutex<Vec<ProfileRow>>>,
+}
+
+/// One step of the `--profile` table.
+struct ProfileRow {
+    step: usize,
+    stage: usize,
+    line: usize,
+    phases: StepPhases,
 }
 
 /// The live display of a terminal.
@@ -47,8 +71,15 @@ impl Progress {
             step: Mutex::new(0),
             numbers: Mutex::default(),
             live,
+            profile: None,
             timestamps,
         }
+    }
+
+    /// With `on`, keeps every step's phases and prints them as a table after the build.
+    pub fn with_profile(mut self, on: bool) -> Self {
+        self.profile = on.then(Mutex::default);
+        self
     }
 
     fn json(&self) -> bool {
@@ -249,6 +280,29 @@ impl Progress {
                     ));
                 }
             }
+            BuildEvent::StepProfile {
+                stage,
+                line,
+                phases,
+            } => {
+                if self.json() {
+                    let mut event = json!({"event": "step_profile", "step": *step,
+                                           "stage": stage, "line": line});
+                    for (name, time) in phase_list(phases) {
+                        event[name] = json!(time.as_secs_f64());
+                    }
+                    self.line(&event.to_string());
+                } else if let Some(rows) = &self.profile {
+                    rows.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(ProfileRow {
+                            step: *step,
+                            stage: *stage,
+                            line: *line,
+                            phases: phases.clone(),
+                        });
+                }
+            }
             BuildEvent::ImageCommitted { digest } => {
                 if self.json() {
                     self.line(
@@ -344,6 +398,7 @@ impl Progress {
         for warning in &outcome.warnings {
             self.warning(warning);
         }
+        self.print_profile();
         if self.json() {
             self.line(
                 &json!({"event": "built", "digest": outcome.digest.to_string(), "size": size,
@@ -358,6 +413,29 @@ impl Progress {
                     outcome.digest, size
                 ),
             ));
+        }
+    }
+
+    /// The `--profile` table: one row per step that made a layer, seconds per phase.
+    fn print_profile(&self) {
+        let Some(rows) = &self.profile else { return };
+        let rows = rows.lock().unwrap_or_else(|e| e.into_inner());
+        if rows.is_empty() {
+            return;
+        }
+        let mut header = format!("{:>5} {:>5} {:>5}", "step", "stage", "line");
+        for (name, _) in phase_list(&StepPhases::default()) {
+            header.push_str(&format!(" {name:>11}"));
+        }
+        self.line(&format!(
+            "profile (seconds; the layer parts overlap in time)\n{header}"
+        ));
+        for row in rows.iter() {
+            let mut text = format!("{:>5} {:>5} {:>5}", row.step, row.stage, row.line);
+            for (_, time) in phase_list(&row.phases) {
+                text.push_str(&format!(" {:>11.3}", time.as_secs_f64()));
+            }
+            self.line(&text);
         }
     }
 

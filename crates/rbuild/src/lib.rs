@@ -123,7 +123,7 @@ pub use rbuild_sandbox::run_helper_if_requested as run_sandbox_helper_if_request
 pub use remote::Remote;
 pub use request::{
     default_cache_repo, BuildEvent, BuildOutcome, BuildRequest, CancelToken, DockerfileSource,
-    ImageFormat, StepReport, StepStatus,
+    ImageFormat, StepPhases, StepReport, StepStatus,
 };
 pub use runner::{Isolation, NoRunner, RunChanges, RunError, RunRequest, StepRunner};
 pub use sandbox_runner::{LazySandboxRunner, SandboxRunner};

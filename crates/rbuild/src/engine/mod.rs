@@ -27,6 +27,7 @@ mod cache;
 mod cache_mount;
 mod copy_step;
 mod history_times;
+mod layer_upload;
 mod layers;
 mod miss;
 mod output_file;
@@ -70,6 +71,11 @@ struct StageResult {
     base_history: usize,
     /// The finished stage's filesystem, for `COPY --from` (materialised on first use).
     frozen: std::sync::Mutex<Option<layers::Tree>>,
+    /// Whether the stage's layers are part of the built image (the target and the stages it
+    /// is `FROM`); the others' layers never leave the machine.
+    final_image: bool,
+    /// Where the current step's time went.
+    phases: crate::request::StepPhases,
 }
 
 impl Builder {
@@ -223,6 +229,7 @@ impl Builder {
                 }
             }
         }
+        let final_stages = final_stages(&plan);
         let env = Env {
             lease: self.store.lease()?,
             cache_ttl: request.cache_ttl,
@@ -242,6 +249,19 @@ impl Builder {
             time,
             time_fixed: epoch.is_some(),
             layer_writer: &layer_writer,
+            local_layer_writer: LayerWriter::new(LayerOptions {
+                compression: rbuild_oci::Compression::None,
+                level: None,
+                source_date_epoch: epoch,
+                threads: None,
+            }),
+            final_stages,
+            // Layers stream to the first destination as they are written (the others mount
+            // them from there); a squashed image pushes none of its steps' layers.
+            stream_to: match (&self.remote, request.single_snapshot) {
+                (Some(_), false) => request.destinations.first().cloned(),
+                _ => None,
+            },
             format: request.format,
             no_cache: request.no_cache,
             allow_security_insecure: request.allow_security_insecure,
@@ -564,6 +584,12 @@ struct Env<'a> {
     /// The clock is `SOURCE_DATE_EPOCH`'s: every time is the build's.
     time_fixed: bool,
     layer_writer: &'a LayerWriter,
+    /// Writes the layers that never leave the machine (uncompressed).
+    local_layer_writer: LayerWriter,
+    /// The stages whose layers are part of the built image.
+    final_stages: std::collections::BTreeSet<usize>,
+    /// Where the built image's layers are uploaded while they are written.
+    stream_to: Option<rbuild_oci::Reference>,
     format: ImageFormat,
     no_cache: bool,
     /// `--allow security.insecure`.
@@ -679,6 +705,24 @@ impl Env<'_> {
             message: message.into(),
         }
     }
+}
+
+/// The stages whose layers end up in the built image: the target and the stages it is built
+/// `FROM`, transitively. The others are only `COPY --from`ed or mounted.
+fn final_stages(plan: &rbuild_plan::Plan) -> std::collections::BTreeSet<usize> {
+    let mut stages = std::collections::BTreeSet::new();
+    let mut next = Some(plan.target);
+    while let Some(index) = next.filter(|i| stages.insert(*i)) {
+        next = plan
+            .stages
+            .iter()
+            .find(|s| s.index == index)
+            .and_then(|s| match s.base {
+                rbuild_plan::Base::Stage { index } => Some(index),
+                _ => None,
+            });
+    }
+    stages
 }
 
 /// A layer descriptor with the media type of the image format: a base image's layers keep
