@@ -197,6 +197,7 @@ impl Builder {
             scratch: build_dir.path(),
             context: &context,
             file_name: &file_name,
+            dockerfile_text: &text,
             created: &created,
             time,
             layer_writer: &layer_writer,
@@ -491,6 +492,8 @@ struct Env<'a> {
     scratch: &'a Path,
     context: &'a BuildContext,
     file_name: &'a str,
+    /// The Dockerfile's text (instructions as written, for progress labels).
+    dockerfile_text: &'a str,
     created: &'a str,
     time: BuildTime,
     layer_writer: &'a LayerWriter,
@@ -600,6 +603,29 @@ impl Env<'_> {
         platform: &rbuild_oci::Platform,
     ) -> Result<(Descriptor, Manifest, rbuild_oci::ImageConfig), rbuild_store::StoreError> {
         find_image(&self.builder.store, Some(self.lazy_images), name, platform)
+    }
+
+    /// The instruction of `step` as written: its lines (continuations joined), blanks
+    /// collapsed. ONBUILD triggers, which have no lines of their own, show their keyword.
+    pub(super) fn instruction_text(&self, step: &Step) -> String {
+        let lines: Vec<&str> = self
+            .dockerfile_text
+            .lines()
+            .skip(step.span.line.saturating_sub(1))
+            .take(step.span.end_line.saturating_sub(step.span.line) + 1)
+            .collect();
+        let joined: Vec<&str> = lines
+            .iter()
+            .map(|l| l.trim().trim_end_matches('\\').trim())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let text = joined.join(" ");
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if step.onbuild || text.is_empty() {
+            step.instruction.keyword().to_string()
+        } else {
+            text
+        }
     }
 
     pub(super) fn step_error(&self, step: &Step, message: impl Into<String>) -> BuildError {
