@@ -194,10 +194,10 @@ pub struct BuildArgs {
     /// Ignore cache entries older than this (`90m`, `24h`, `7d`...; default: no limit).
     #[arg(long = "cache-ttl", value_name = "DURATION")]
     pub cache_ttl: Option<String>,
-    /// Cache COPY/ADD layers in the registry too.
-    #[arg(long = "cache-copy-layers", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    /// Cache COPY/ADD/WORKDIR layers in the registry too (default true; `=false` opts out).
+    #[arg(long = "cache-copy-layers", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
     pub cache_copy_layers: bool,
-    /// Cache RUN layers in the registry.
+    /// Cache RUN layers in the registry (default true; `=false` opts out).
     #[arg(long = "cache-run-layers", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
     pub cache_run_layers: bool,
     /// The content store (pulled bases, built layers, the step cache).

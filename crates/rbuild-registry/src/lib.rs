@@ -10,6 +10,8 @@
 //!   [`BlobSink`], verified by digest as they arrive, resumed with `Range` after a break.
 //! - **Push** ([`RegistryClient::push_image`]): per blob HEAD → cross-repository mount →
 //!   upload (one PUT, or PATCH chunks + PUT), several at once, manifest last.
+//! - **Referrers** ([`RegistryClient::push_referrer`]): OCI 1.1 artifact manifests with a
+//!   `subject`, through the referrers API or the `sha256-<hex>` referrers tag schema.
 //! - **Downloads** ([`RegistryClient::download_url`], for `ADD https://…`): the same TLS
 //!   options, timeouts and retries, streamed to a file with a size limit.
 //! - **Limits**: manifests and indexes ([`rbuild_oci::MAX_MANIFEST_BYTES`]), configs
@@ -50,6 +52,7 @@ mod options;
 mod progress;
 mod pull;
 mod push;
+mod referrers;
 mod retry;
 mod scope;
 mod secret;
@@ -69,6 +72,7 @@ pub use options::{is_loopback_host, Direction, Endpoint, PlainHttp, RegistryOpti
 pub use progress::{Transfer, TransferFn, TransferKind};
 pub use pull::{FetchedManifest, PulledImage, MANIFEST_ACCEPT, MAX_INDEX_NESTING};
 pub use push::{is_immutable_tag_error, BlobPush, PushOutcome};
+pub use referrers::{referrers_tag, ReferrerAttach};
 pub use retry::{parse_retry_after, RetryPolicy};
 pub use scope::Scope;
 pub use secret::{redact_url, Secret};

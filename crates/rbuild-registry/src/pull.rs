@@ -107,7 +107,7 @@ impl RegistryClient {
         Err(error.unwrap_or_else(|| RegistryError::Config("no endpoint to pull from".into())))
     }
 
-    async fn fetch_manifest_from(
+    pub(crate) async fn fetch_manifest_from(
         &self,
         session: &Session,
         reference: &Reference,

@@ -263,7 +263,7 @@ impl RegistryClient {
         Ok(())
     }
 
-    async fn push_session(
+    pub(crate) async fn push_session(
         &self,
         destination: &Reference,
         action: &str,

@@ -102,7 +102,8 @@ pub struct BuildRequest {
     pub cache_repo: Option<Reference>,
     /// `--cache-ttl`: registry cache entries older than this are ignored (default: none is).
     pub cache_ttl: Option<Duration>,
-    /// `--cache-copy-layers`: COPY/ADD (and WORKDIR) layers go to the registry cache too.
+    /// `--cache-copy-layers`: COPY/ADD (and WORKDIR) layers go to the registry cache too
+    /// (default true: with `--cache`, every step is cached; false opts these steps out).
     pub cache_copy_layers: bool,
     /// `--cache-run-layers`: RUN layers go to the registry cache (default true).
     pub cache_run_layers: bool,
@@ -149,7 +150,7 @@ impl Default for BuildRequest {
             cache: false,
             cache_repo: None,
             cache_ttl: None,
-            cache_copy_layers: false,
+            cache_copy_layers: true,
             cache_run_layers: true,
             no_push_cache: false,
         }

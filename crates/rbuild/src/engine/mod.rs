@@ -26,6 +26,7 @@ use std::sync::Arc;
 mod cache;
 mod cache_mount;
 mod copy_step;
+mod history_times;
 mod layers;
 mod output_file;
 mod registry_cache;
@@ -58,7 +59,8 @@ impl std::fmt::Debug for Builder {
 struct StageResult {
     image: ImageState,
     layers: Vec<Descriptor>,
-    rootfs: Option<tempfile::TempDir>,
+    /// The stage's filesystem, once a step needed it.
+    rootfs: Option<layers::Tree>,
     label: String,
     /// The cache key of the stage's last step (of its base before any step).
     key: Option<Digest>,
@@ -66,7 +68,7 @@ struct StageResult {
     base_layers: usize,
     base_history: usize,
     /// The finished stage's filesystem, for `COPY --from` (materialised on first use).
-    frozen: std::sync::Mutex<Option<tempfile::TempDir>>,
+    frozen: std::sync::Mutex<Option<layers::Tree>>,
 }
 
 impl Builder {
@@ -200,6 +202,7 @@ impl Builder {
             dockerfile_text: &text,
             created: &created,
             time,
+            time_fixed: epoch.is_some(),
             layer_writer: &layer_writer,
             format: request.format,
             no_cache: request.no_cache,
@@ -375,7 +378,11 @@ impl Builder {
         for (k, v) in &request.labels {
             config.config.labels.insert(k.clone(), v.clone());
         }
-        config.created = Some(created.to_string());
+        if env.time_fixed {
+            config.created = Some(created.to_string());
+        } else {
+            history_times::settle(&mut config, created);
+        }
         if let Some(platform) = &request.platform {
             config.architecture = platform.architecture.clone();
             config.os = platform.os.clone();
@@ -496,6 +503,8 @@ struct Env<'a> {
     dockerfile_text: &'a str,
     created: &'a str,
     time: BuildTime,
+    /// The clock is `SOURCE_DATE_EPOCH`'s: every time is the build's.
+    time_fixed: bool,
     layer_writer: &'a LayerWriter,
     format: ImageFormat,
     no_cache: bool,
