@@ -126,8 +126,14 @@ impl Builder {
         }
     }
 
-    /// Runs one build.
-    pub fn build(&self, mut request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+    /// Runs one build. Blocking; safe to call from inside an async runtime (a task of
+    /// `#[tokio::main]`): the build then runs on a thread of its own while the caller waits
+    /// (wrap the call in `tokio::task::spawn_blocking` to keep the runtime's thread free).
+    pub fn build(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+        crate::off_runtime::off_runtime(|| self.build_here(request))
+    }
+
+    fn build_here(&self, mut request: BuildRequest) -> Result<BuildOutcome, BuildError> {
         let build_dir = self.work.begin_build()?;
         let mut context = BuildContext::open(
             std::mem::replace(
