@@ -3,12 +3,24 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// Daemonless OCI image builder: builds a Dockerfile and pushes the image, no Docker daemon,
-/// no privileged container.
+/// `rbuild version` and `--version`: the version, the commit and the build date.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RBUILD_COMMIT"),
+    ", built ",
+    env!("RBUILD_BUILD_DATE"),
+    ")"
+);
+
+/// Build a container image from a Dockerfile and push it to registries, without a Docker
+/// daemon or a privileged container. Takes Kaniko's flags.
+///
+/// Example: rbuild --context . --destination registry.example.com/team/app:1.0
 #[derive(Debug, Parser)]
 #[command(
     name = "rbuild",
-    version,
+    version = VERSION,
     args_conflicts_with_subcommands = true,
     // Kaniko (cobra) lets the last of a repeated flag win; CI templates rely on it to
     // override defaults with `$EXTRA_ARGS`. Repeatable flags still collect every value.
@@ -34,7 +46,7 @@ pub enum Command {
     /// Remove step-cache records and the blobs nothing needs any more from the local store;
     /// safe while builds run (what they use stays).
     Prune(PruneArgs),
-    /// Print rbuild's version.
+    /// Print rbuild's version, commit and build date.
     Version,
 }
 

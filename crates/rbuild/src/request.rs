@@ -261,6 +261,14 @@ pub enum BuildEvent {
         line: usize,
         /// The instruction keyword.
         keyword: &'static str,
+        /// The stage's name (`stage-N` for an unnamed one), for `[name n/m]` labels.
+        stage_name: String,
+        /// The step's position in its stage, BuildKit's way: `FROM` is 1, the first step 2.
+        position: usize,
+        /// The number of positions of the stage (its steps and its `FROM`).
+        count: usize,
+        /// The instruction as written (continuation lines joined, runs of blanks collapsed).
+        text: String,
     },
     /// A line of a RUN step's output.
     Output {

@@ -133,8 +133,14 @@ impl Builder {
         }
     }
 
-    /// Runs one build.
-    pub fn build(&self, mut request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+    /// Runs one build. Blocking; safe to call from inside an async runtime (a task of
+    /// `#[tokio::main]`): the build then runs on a thread of its own while the caller waits
+    /// (wrap the call in `tokio::task::spawn_blocking` to keep the runtime's thread free).
+    pub fn build(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+        crate::off_runtime::off_runtime(|| self.build_here(request))
+    }
+
+    fn build_here(&self, mut request: BuildRequest) -> Result<BuildOutcome, BuildError> {
         let build_dir = self.work.begin_build()?;
         let mut context = BuildContext::open(
             std::mem::replace(
@@ -245,6 +251,7 @@ impl Builder {
             scratch: build_dir.path(),
             context: &context,
             file_name: &file_name,
+            dockerfile_text: &text,
             created: &created,
             time,
             time_fixed: epoch.is_some(),
@@ -579,6 +586,8 @@ struct Env<'a> {
     scratch: &'a Path,
     context: &'a BuildContext,
     file_name: &'a str,
+    /// The Dockerfile's text (instructions as written, for progress labels).
+    dockerfile_text: &'a str,
     created: &'a str,
     time: BuildTime,
     /// The clock is `SOURCE_DATE_EPOCH`'s: every time is the build's.
@@ -696,6 +705,29 @@ impl Env<'_> {
         platform: &rbuild_oci::Platform,
     ) -> Result<(Descriptor, Manifest, rbuild_oci::ImageConfig), rbuild_store::StoreError> {
         find_image(&self.builder.store, Some(self.lazy_images), name, platform)
+    }
+
+    /// The instruction of `step` as written: its lines (continuations joined), blanks
+    /// collapsed. ONBUILD triggers, which have no lines of their own, show their keyword.
+    pub(super) fn instruction_text(&self, step: &Step) -> String {
+        let lines: Vec<&str> = self
+            .dockerfile_text
+            .lines()
+            .skip(step.span.line.saturating_sub(1))
+            .take(step.span.end_line.saturating_sub(step.span.line) + 1)
+            .collect();
+        let joined: Vec<&str> = lines
+            .iter()
+            .map(|l| l.trim().trim_end_matches('\\').trim())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let text = joined.join(" ");
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if step.onbuild || text.is_empty() {
+            step.instruction.keyword().to_string()
+        } else {
+            text
+        }
     }
 
     pub(super) fn step_error(&self, step: &Step, message: impl Into<String>) -> BuildError {

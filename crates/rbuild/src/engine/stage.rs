@@ -90,6 +90,13 @@ impl Env<'_> {
                 stage: stage.index,
                 line: step.span.line,
                 keyword,
+                stage_name: stage
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("stage-{}", stage.index)),
+                position: position + 2,
+                count: stage.steps.len() + 1,
+                text: self.instruction_text(step),
             });
             let started = Instant::now();
             let key = self.keys.get(&(stage.index, position)).cloned().flatten();
