@@ -115,6 +115,14 @@ fn build(args: &BuildArgs) -> Result<()> {
         cache_ttl: args.cache_ttl.as_deref().map(parse_ttl).transpose()?,
         cache_copy_layers: args.cache_copy_layers,
         cache_run_layers: args.cache_run_layers,
+        report: args.reports.clone(),
+        provenance: args.provenance,
+        sbom: args.sbom,
+        sbom_files: args.sbom_files,
+        attest_format: match args.attest_format {
+            crate::cli::AttestFormatArg::Referrers => rbuild::AttestFormat::Referrers,
+            crate::cli::AttestFormatArg::Buildkit => rbuild::AttestFormat::Buildkit,
+        },
         ..BuildRequest::default()
     };
     let outcome = builder.build(request)?;
@@ -125,6 +133,9 @@ fn build(args: &BuildArgs) -> Result<()> {
     }
     for result in &outcome.pushed {
         progress.pushed(result);
+    }
+    for path in &args.reports {
+        progress.note(&format!("report written to {}", path.display()));
     }
     write_name_files(args, &destinations, outcome.digest.as_str())?;
     Ok(())

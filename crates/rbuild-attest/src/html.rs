@@ -453,7 +453,9 @@ fn plural(n: u64, what: &str) -> String {
 
 /// `1.23 s`, `45 ms`, `120 µs`.
 fn duration(us: u64) -> String {
-    if us >= 10_000_000 {
+    if us == 0 {
+        "0".into()
+    } else if us >= 10_000_000 {
         format!("{:.0} s", us as f64 / 1e6)
     } else if us >= 1_000_000 {
         format!("{:.2} s", us as f64 / 1e6)
