@@ -115,13 +115,33 @@ pub fn read_dockerfile_text(path: &str) -> Result<String> {
     })
 }
 
-/// `--dockerfile` of a build: `-` is read now; a path is resolved by the library (relative to
-/// the context, as Kaniko does).
-pub fn read_dockerfile_arg(path: &str) -> Result<DockerfileSource> {
+/// `--dockerfile` of a build: `-` is read now; a path is resolved by the library, relative to
+/// the context. A relative path that is not in a local context but exists from the working
+/// directory (`--context services/api --dockerfile services/api/Dockerfile`, as Kaniko and
+/// buildx accept) is made absolute.
+pub fn read_dockerfile_arg(
+    path: &str,
+    context: &str,
+    sub_path: Option<&str>,
+) -> Result<DockerfileSource> {
     if path == "-" {
         return Ok(DockerfileSource::Text(read_dockerfile_text(path)?));
     }
-    Ok(DockerfileSource::Path(PathBuf::from(path)))
+    let relative = PathBuf::from(path);
+    let local_context = match context.strip_prefix("dir://") {
+        Some(dir) => Some(dir),
+        None => (!context.contains("://")).then_some(context),
+    };
+    if let (true, Some(dir)) = (relative.is_relative(), local_context) {
+        let root = std::path::Path::new(dir).join(sub_path.unwrap_or(""));
+        if !root.join(&relative).exists() && relative.is_file() {
+            let absolute = std::env::current_dir()
+                .context("cannot read the working directory")?
+                .join(&relative);
+            return Ok(DockerfileSource::Path(absolute));
+        }
+    }
+    Ok(DockerfileSource::Path(relative))
 }
 
 #[cfg(test)]

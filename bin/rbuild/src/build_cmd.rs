@@ -33,15 +33,19 @@ pub fn run(args: &BuildArgs) -> Result<(), BuildFailure> {
 }
 
 fn build(args: &BuildArgs) -> Result<()> {
-    let progress = Arc::new(Progress::new(args.log_format));
-    for flag in args.ignored.given() {
-        tracing::debug!("{flag} has no meaning for rbuild and is ignored");
+    crate::kaniko_flags::check(args)?;
+    let progress = Arc::new(Progress::new(args.log_format, args.kaniko.log_timestamp));
+    for note in args.kaniko.no_op_notes() {
+        tracing::debug!("{note}");
     }
     let destinations = args
         .destinations
         .iter()
         .map(|d| Reference::parse(d).map_err(|e| anyhow!("--destination {d}: {e}")))
         .collect::<Result<Vec<_>>>()?;
+    if args.kaniko.dryrun {
+        return dry_run(args, &progress);
+    }
     if destinations.is_empty()
         && !args.no_push
         && args.tar_path.is_none()
@@ -53,7 +57,10 @@ fn build(args: &BuildArgs) -> Result<()> {
         ));
     }
 
-    let remote = Remote::new(registry_options(args)?, CredentialChain::from_env())
+    let options = registry_options(args)?;
+    // Certificate files are read now: a missing one is reported before anything is built.
+    options.check_certificate_files()?;
+    let remote = Remote::new(options, CredentialChain::from_env())
         .context("cannot start the registry client")?;
     remote.client().set_progress(progress.transfer_callback());
     let store_dir = args.cache_dir.clone().unwrap_or_else(default_store_dir);
@@ -69,7 +76,11 @@ fn build(args: &BuildArgs) -> Result<()> {
     let request = BuildRequest {
         context: ContextSource::parse(&args.context),
         context_sub_path: args.context_sub_path.clone(),
-        dockerfile: read_dockerfile_arg(&args.dockerfile)?,
+        dockerfile: read_dockerfile_arg(
+            &args.dockerfile,
+            &args.context,
+            args.context_sub_path.as_deref(),
+        )?,
         build_args: parse_build_args(&args.build_args)?,
         target: args.target.clone(),
         platform: args
@@ -78,6 +89,9 @@ fn build(args: &BuildArgs) -> Result<()> {
             .map(|p| Platform::parse(p).map_err(|e| anyhow!("--custom-platform {p}: {e}")))
             .transpose()?,
         labels: parse_key_values("--label", &args.labels)?
+            .into_iter()
+            .collect(),
+        annotations: parse_key_values("--annotation", &args.kaniko.annotations)?
             .into_iter()
             .collect(),
         source_date_epoch: source_date_epoch(args.reproducible)?,
@@ -90,6 +104,9 @@ fn build(args: &BuildArgs) -> Result<()> {
             CompressionArg::Zstd => Compression::Zstd,
         },
         compression_level: args.compression_level,
+        // The store name and the name of --tar-path/--oci-layout-path outputs: the first
+        // destination (also with --no-push); the store's default otherwise.
+        image_name: destinations.first().map(|d| d.to_string()),
         oci_layout_path: args.oci_layout_path.clone(),
         docker_archive_path: args.tar_path.clone(),
         digest_file: args.digest_file.clone(),
@@ -123,8 +140,13 @@ fn build(args: &BuildArgs) -> Result<()> {
             crate::cli::AttestFormatArg::Referrers => rbuild::AttestFormat::Referrers,
             crate::cli::AttestFormatArg::Buildkit => rbuild::AttestFormat::Buildkit,
         },
+        no_push_cache: args.kaniko.no_push_cache,
         ..BuildRequest::default()
     };
+    // As Kaniko: wrong credentials or a read-only repository fail before any step runs.
+    if !args.kaniko.skip_push_permission_check {
+        remote.check_push_permissions(&request.destinations)?;
+    }
     let outcome = builder.build(request)?;
     progress.built(&outcome);
 
@@ -149,7 +171,9 @@ fn registry_options(args: &BuildArgs) -> Result<RegistryOptions> {
         skip_tls_verify_push: args.skip_tls_verify,
         skip_tls_verify_pull: args.skip_tls_verify_pull,
         skip_tls_verify_registries: args.skip_tls_verify_registries.clone(),
-        registry_mirrors: args.registry_mirrors.clone(),
+        registry_mirrors: crate::kaniko_flags::registry_mirrors(&args.registry_mirrors),
+        skip_default_registry_fallback: args.kaniko.skip_default_registry_fallback,
+        push_ignore_immutable_tag_errors: args.kaniko.push_ignore_immutable_tag_errors,
         ..RegistryOptions::default()
     };
     options.retry = RetryPolicy {
@@ -169,6 +193,46 @@ fn registry_options(args: &BuildArgs) -> Result<RegistryOptions> {
     }
     options.registry_maps = parse_key_values("--registry-map", &args.registry_maps)?;
     Ok(options)
+}
+
+/// `--dryrun`: the Dockerfile read and planned with the build's arguments (base images are not
+/// resolved), its warnings shown; nothing is built or pushed.
+fn dry_run(args: &BuildArgs, progress: &Progress) -> Result<()> {
+    let text = match read_dockerfile_arg(
+        &args.dockerfile,
+        &args.context,
+        args.context_sub_path.as_deref(),
+    )? {
+        rbuild::DockerfileSource::Text(text) => text,
+        rbuild::DockerfileSource::Path(path) => {
+            let path = if path.is_absolute() {
+                path
+            } else {
+                PathBuf::from(&args.context).join(path)
+            };
+            crate::args::read_dockerfile_text(&path.to_string_lossy())?
+        }
+    };
+    let request = rbuild::PlanRequest {
+        build_args: parse_build_args(&args.build_args)?,
+        target: args.target.clone(),
+        platform: args
+            .platform
+            .as_deref()
+            .map(|p| Platform::parse(p).map_err(|e| anyhow!("--custom-platform {p}: {e}")))
+            .transpose()?,
+    };
+    let planned = rbuild::plan_dockerfile(&text, &request)
+        .map_err(|e| anyhow!(e.render(&args.dockerfile)))?;
+    for warning in &planned.plan.warnings {
+        progress.warning(&warning.render(&args.dockerfile));
+    }
+    let steps: usize = planned.plan.stages.iter().map(|s| s.steps.len()).sum();
+    progress.note(&format!(
+        "--dryrun: {} stage(s), {steps} step(s) planned; nothing built or pushed",
+        planned.plan.stages.len()
+    ));
+    Ok(())
 }
 
 /// `SOURCE_DATE_EPOCH` wins; `--reproducible` alone means 0.

@@ -9,8 +9,11 @@ use std::path::PathBuf;
 #[command(
     name = "rbuild",
     version,
-    about,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    // Kaniko (cobra) lets the last of a repeated flag win; CI templates rely on it to
+    // override defaults with `$EXTRA_ARGS`. Repeatable flags still collect every value.
+    args_override_self = true,
+    after_help = "Every Kaniko executor flag is accepted; see the README's flag table."
 )]
 pub struct Cli {
     /// Other tasks than building.
@@ -61,6 +64,15 @@ pub struct LoginArgs {
     /// Read the password from standard input (the only way: never on the command line).
     #[arg(long = "password-stdin", required = true)]
     pub password_stdin: bool,
+    /// `HOST=ca.pem`: trust this CA (or self-signed certificate) for the registry.
+    #[arg(long = "registry-certificate", value_name = "HOST=PATH")]
+    pub registry_certificates: Vec<String>,
+    /// Do not verify the registry's TLS certificate.
+    #[arg(long = "skip-tls-verify", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub skip_tls_verify: bool,
+    /// Reach the registry over plain HTTP.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub insecure: bool,
 }
 
 /// Flags of the build, Kaniko's names.
@@ -91,7 +103,7 @@ pub struct BuildArgs {
     #[arg(long = "no-push", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub no_push: bool,
     /// Also write the image as a docker-archive tarball (`docker load`-able) here.
-    #[arg(long = "tar-path")]
+    #[arg(long = "tar-path", alias = "tarPath")]
     pub tar_path: Option<PathBuf>,
     /// Also write the image as an OCI layout directory here.
     #[arg(long = "oci-layout-path")]
@@ -106,7 +118,7 @@ pub struct BuildArgs {
     #[arg(long = "image-name-tag-with-digest-file")]
     pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// The platform to build for, `os/arch[/variant]`.
-    #[arg(long = "custom-platform", alias = "platform")]
+    #[arg(long = "custom-platform", aliases = ["platform", "customPlatform"])]
     pub platform: Option<String>,
     /// Reproducible image: every timestamp at 0 (unless SOURCE_DATE_EPOCH is set).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
@@ -115,7 +127,7 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value = "gzip")]
     pub compression: CompressionArg,
     /// Compression level (gzip 1-9, zstd 1-19).
-    #[arg(long = "compression-level")]
+    #[arg(long = "compression-level", allow_negative_numbers = true)]
     pub compression_level: Option<i32>,
     /// Manifest and config media types.
     #[arg(long = "image-format", value_enum, default_value = "oci")]
@@ -170,10 +182,10 @@ pub struct BuildArgs {
     /// Ignore cache entries older than this (`90m`, `24h`, `7d`...; default: no limit).
     #[arg(long = "cache-ttl", value_name = "DURATION")]
     pub cache_ttl: Option<String>,
-    /// Cache COPY/ADD layers in the registry too.
-    #[arg(long = "cache-copy-layers", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    /// Cache COPY/ADD/WORKDIR layers in the registry too (default true; `=false` opts out).
+    #[arg(long = "cache-copy-layers", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
     pub cache_copy_layers: bool,
-    /// Cache RUN layers in the registry.
+    /// Cache RUN layers in the registry (default true; `=false` opts out).
     #[arg(long = "cache-run-layers", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
     pub cache_run_layers: bool,
     /// The content store (pulled bases, built layers, the step cache).
@@ -215,63 +227,15 @@ pub struct BuildArgs {
     #[arg(long = "attest-format", value_enum, default_value = "referrers")]
     pub attest_format: AttestFormatArg,
     /// Log level: panic, fatal, error, warn, info, debug, trace.
-    #[arg(short = 'v', long, default_value = "info")]
+    #[arg(short = 'v', long, default_value = "info",
+          value_parser = crate::kaniko_flags::VERBOSITY_LEVELS)]
     pub verbosity: String,
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value = "text")]
     pub log_format: LogFormatArg,
-    /// Kaniko flags with no meaning for rbuild, accepted so existing templates keep working.
+    /// Kaniko's other flags: their meaning in rbuild, or documented no-ops.
     #[command(flatten)]
-    pub ignored: IgnoredKanikoFlags,
-}
-
-/// Kaniko flags that rbuild accepts and ignores (each reported at debug level).
-#[derive(Debug, Args)]
-pub struct IgnoredKanikoFlags {
-    /// Ignored: rbuild snapshots from the overlay's upper directory.
-    #[arg(long = "snapshot-mode", hide = true)]
-    pub snapshot_mode: Option<String>,
-    /// Ignored: RUN always runs in the sandbox.
-    #[arg(long = "use-new-run", hide = true, num_args = 0..=1, default_missing_value = "true")]
-    pub use_new_run: Option<bool>,
-    /// Ignored.
-    #[arg(long = "compressed-caching", hide = true, num_args = 0..=1, default_missing_value = "true")]
-    pub compressed_caching: Option<bool>,
-    /// Ignored: rbuild never touches the host's filesystem.
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
-    pub cleanup: Option<bool>,
-    /// Ignored: rbuild runs anywhere.
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
-    pub force: Option<bool>,
-    /// Ignored.
-    #[arg(long = "ignore-var-run", hide = true, num_args = 0..=1, default_missing_value = "true")]
-    pub ignore_var_run: Option<bool>,
-}
-
-impl IgnoredKanikoFlags {
-    /// The names of the ignored flags that were given.
-    pub fn given(&self) -> Vec<&'static str> {
-        let mut given = Vec::new();
-        if self.snapshot_mode.is_some() {
-            given.push("--snapshot-mode");
-        }
-        if self.use_new_run.is_some() {
-            given.push("--use-new-run");
-        }
-        if self.compressed_caching.is_some() {
-            given.push("--compressed-caching");
-        }
-        if self.cleanup.is_some() {
-            given.push("--cleanup");
-        }
-        if self.force.is_some() {
-            given.push("--force");
-        }
-        if self.ignore_var_run.is_some() {
-            given.push("--ignore-var-run");
-        }
-        given
-    }
+    pub kaniko: crate::kaniko_flags::KanikoFlags,
 }
 
 /// `--compression`.

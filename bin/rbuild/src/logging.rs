@@ -15,20 +15,22 @@ pub fn level(verbosity: &str) -> LevelFilter {
     }
 }
 
-/// Installs the subscriber. With `--log-format json` only errors are shown (as plain lines
-/// would break one-JSON-object-per-line consumers, warnings reach the build's JSON summary).
-pub fn init(verbosity: &str, format: LogFormatArg) {
-    let max = match format {
-        LogFormatArg::Json => LevelFilter::ERROR,
-        _ => level(verbosity),
-    };
-    let _ = tracing_subscriber::fmt()
+/// Installs the subscriber: plain lines, or with `--log-format json` one JSON object per event
+/// (`{"timestamp"?, "level", "fields": {"message"}}`), so warnings reach log collectors without
+/// breaking one-object-per-line. `--log-timestamp` adds the time (RFC 3339, UTC).
+pub fn init(verbosity: &str, format: LogFormatArg, timestamps: bool) {
+    use tracing_subscriber::fmt::time::SystemTime;
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(max)
+        .with_max_level(level(verbosity))
         .with_target(false)
-        .without_time()
-        .with_ansi(format == LogFormatArg::Color)
-        .try_init();
+        .with_ansi(format == LogFormatArg::Color);
+    let _ = match (format == LogFormatArg::Json, timestamps) {
+        (true, true) => builder.json().with_timer(SystemTime).try_init(),
+        (true, false) => builder.json().without_time().try_init(),
+        (false, true) => builder.with_timer(SystemTime).try_init(),
+        (false, false) => builder.without_time().try_init(),
+    };
 }
 
 #[cfg(test)]

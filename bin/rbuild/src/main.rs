@@ -11,6 +11,7 @@ mod args;
 mod build_cmd;
 mod cli;
 mod error_text;
+mod kaniko_flags;
 mod logging;
 mod login_cmd;
 mod plan_cmd;
@@ -42,7 +43,14 @@ fn main() -> ExitCode {
         None => match build(&cli.build) {
             Ok(()) => Ok(()),
             Err(failure) => {
-                eprintln!("error: {}", error_text::one_line(&failure.error));
+                let line = error_text::one_line(&failure.error);
+                // Log collectors get the error as an event; a person reading the log still
+                // finds it as the last plain line.
+                if cli.build.log_format == cli::LogFormatArg::Json {
+                    progress::Progress::new(cli.build.log_format, cli.build.kaniko.log_timestamp)
+                        .error(&line, failure.code);
+                }
+                eprintln!("error: {line}");
                 return ExitCode::from(failure.code);
             }
         },
@@ -58,6 +66,6 @@ fn main() -> ExitCode {
 
 /// The build, with the libraries' log events routed to stderr first.
 fn build(args: &cli::BuildArgs) -> Result<(), build_cmd::BuildFailure> {
-    logging::init(&args.verbosity, args.log_format);
+    logging::init(&args.verbosity, args.log_format, args.kaniko.log_timestamp);
     build_cmd::run(args)
 }

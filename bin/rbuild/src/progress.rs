@@ -18,6 +18,8 @@ pub struct Progress {
     started: Instant,
     step: Mutex<usize>,
     live: Option<Live>,
+    /// `--log-timestamp`: every line starts with the time (JSON events get a `time` field).
+    timestamps: bool,
 }
 
 /// The live display of a terminal.
@@ -29,7 +31,7 @@ struct Live {
 }
 
 impl Progress {
-    pub fn new(format: LogFormatArg) -> Self {
+    pub fn new(format: LogFormatArg, timestamps: bool) -> Self {
         let live =
             (format != LogFormatArg::Json && std::io::stderr().is_terminal()).then(|| Live {
                 bars: MultiProgress::new(),
@@ -41,6 +43,7 @@ impl Progress {
             started: Instant::now(),
             step: Mutex::new(0),
             live,
+            timestamps,
         }
     }
 
@@ -58,6 +61,20 @@ impl Progress {
     }
 
     fn line(&self, text: &str) {
+        let stamped;
+        let text = if self.timestamps {
+            let now = rbuild::BuildTime::now().rfc3339();
+            stamped = match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(serde_json::Value::Object(mut event)) if self.json() => {
+                    event.insert("time".into(), now.into());
+                    serde_json::Value::Object(event).to_string()
+                }
+                _ => format!("{now} {text}"),
+            };
+            stamped.as_str()
+        } else {
+            text
+        };
         if let Some(live) = &self.live {
             let _ = live.bars.println(text);
             return;
@@ -256,6 +273,25 @@ impl Progress {
         }
     }
 
+    /// A warning (of the build, or of a flag): a `warning` event in JSON mode.
+    pub fn warning(&self, text: &str) {
+        if self.json() {
+            self.line(&json!({"event": "warning", "text": text}).to_string());
+        } else {
+            self.line(&self.paint("33", &format!("WARN {text}")));
+        }
+    }
+
+    /// The error that ends the command: an `error` event in JSON mode (with the exit code),
+    /// else the `error: …` line.
+    pub fn error(&self, text: &str, code: u8) {
+        if self.json() {
+            self.line(&json!({"event": "error", "text": text, "exit_code": code}).to_string());
+        } else {
+            self.line(&self.paint("1;31", &format!("error: {text}")));
+        }
+    }
+
     /// The summary of a finished build.
     pub fn built(&self, outcome: &BuildOutcome) {
         let size: u64 = outcome.manifest.config.size
@@ -263,7 +299,7 @@ impl Progress {
         let layers = outcome.manifest.layers.len();
         let secs = self.started.elapsed().as_secs_f64();
         for warning in &outcome.warnings {
-            self.note(warning);
+            self.warning(warning);
         }
         if self.json() {
             self.line(
@@ -332,15 +368,15 @@ mod tests {
     #[test]
     fn only_the_color_format_paints() {
         assert_eq!(
-            Progress::new(LogFormatArg::Color).paint("32", "built"),
+            Progress::new(LogFormatArg::Color, false).paint("32", "built"),
             "\x1b[32mbuilt\x1b[0m"
         );
         assert_eq!(
-            Progress::new(LogFormatArg::Text).paint("32", "built"),
+            Progress::new(LogFormatArg::Text, false).paint("32", "built"),
             "built"
         );
         assert_eq!(
-            Progress::new(LogFormatArg::Json).paint("32", "built"),
+            Progress::new(LogFormatArg::Json, false).paint("32", "built"),
             "built"
         );
     }

@@ -588,11 +588,12 @@ fn secret_mount_is_readable_in_run_and_absent_from_image_and_logs() {
     assert!(!text(&output.stderr).contains("s3cr3t-t0ken-value"));
 }
 
-/// `rbuild login HOST -u USER --password-stdin` into a private DOCKER_CONFIG.
-fn login(config_dir: &Path, host: &str, user: &str, password: &str) {
+/// `rbuild login HOST -u USER --password-stdin [EXTRA...]` into a private DOCKER_CONFIG.
+fn login(config_dir: &Path, host: &str, user: &str, password: &str, extra: &[&str]) {
     use std::io::Write;
     let mut child = Command::new(RBUILD)
         .args(["login", host, "-u", user, "--password-stdin"])
+        .args(extra)
         .env("DOCKER_CONFIG", config_dir)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -631,19 +632,27 @@ fn login_then_push_to_htpasswd_tls_and_token_registries() {
     };
     let config_dir = fx.path("docker-config");
     fs::create_dir_all(&config_dir).unwrap();
-    login(&config_dir, &basic.host(), "builder", "basic-secret-pw");
+    let ca = basic.tls().expect("TLS").ca_cert.clone();
+    let trust = format!("{}={}", basic.host(), ca.display());
+    login(
+        &config_dir,
+        &basic.host(),
+        "builder",
+        "basic-secret-pw",
+        &["--registry-certificate", &trust],
+    );
     let defaults = TokenIssuerConfig::default();
     login(
         &config_dir,
         &token.host(),
         &defaults.username,
         &defaults.password,
+        &[],
     );
     let config = fs::read_to_string(config_dir.join("config.json")).unwrap();
     assert!(config.contains(&basic.host()) && config.contains(&token.host()));
 
     // One build, pushed to both (the base comes from the plain registry).
-    let ca = basic.tls().expect("TLS").ca_cert.clone();
     let to_basic = format!("{}/auth/basic:v1", basic.host());
     let to_token = format!("{}/auth/token:v1", token.host());
     let digest_file = fx.path("digest");

@@ -56,6 +56,7 @@ mod referrers;
 mod retry;
 mod scope;
 mod secret;
+mod tls_config;
 mod transport;
 mod transport_error;
 
@@ -70,7 +71,7 @@ pub use error::{DigestMismatch, ErrorCode, RegistryError};
 pub use options::{is_loopback_host, Direction, Endpoint, PlainHttp, RegistryOptions};
 pub use progress::{Transfer, TransferFn, TransferKind};
 pub use pull::{FetchedManifest, PulledImage, MANIFEST_ACCEPT, MAX_INDEX_NESTING};
-pub use push::{BlobPush, PushOutcome};
+pub use push::{is_immutable_tag_error, BlobPush, PushOutcome};
 pub use referrers::{referrers_tag, ReferrerAttach};
 pub use retry::{parse_retry_after, RetryPolicy};
 pub use scope::Scope;

@@ -51,6 +51,12 @@ pub struct RegistryOptions {
     pub registry_mirrors: Vec<String>,
     /// `--registry-map ORIG=NEW`: pull from NEW instead of ORIG, falling back to ORIG.
     pub registry_maps: Vec<(String, String)>,
+    /// `--skip-default-registry-fallback`: an image of a registry that has mirrors or maps is
+    /// pulled from those only, never from the registry itself.
+    pub skip_default_registry_fallback: bool,
+    /// `--push-ignore-immutable-tag-errors`: a destination refusing to overwrite an existing
+    /// immutable tag is a warning, not a failure.
+    pub push_ignore_immutable_tag_errors: bool,
     /// `--push-retry` and backoff, also used for pulls.
     pub retry: RetryPolicy,
     /// How many blobs are transferred at once.
@@ -80,6 +86,8 @@ impl Default for RegistryOptions {
             client_certificates: Vec::new(),
             registry_mirrors: Vec::new(),
             registry_maps: Vec::new(),
+            skip_default_registry_fallback: false,
+            push_ignore_immutable_tag_errors: false,
             retry: RetryPolicy::default(),
             max_concurrent_blobs: 4,
             monolithic_upload_limit: 8 << 20,
@@ -120,7 +128,9 @@ impl RegistryOptions {
                 hosts.extend(self.registry_mirrors.iter().map(|m| strip_scheme(m)));
             }
         }
-        hosts.push(api_host(&name));
+        if hosts.is_empty() || !self.skip_default_registry_fallback {
+            hosts.push(api_host(&name));
+        }
         hosts.dedup();
         hosts
             .into_iter()
@@ -214,6 +224,22 @@ mod tests {
             .map(|e| e.host)
             .collect();
         assert_eq!(push, ["registry-1.docker.io"]);
+        let no_fallback = RegistryOptions {
+            skip_default_registry_fallback: true,
+            ..options
+        };
+        let hosts: Vec<String> = no_fallback
+            .endpoints("docker.io", Direction::Pull)
+            .into_iter()
+            .map(|e| e.host)
+            .collect();
+        assert_eq!(hosts, ["map.example:5000", "mirror.example"]);
+        let other: Vec<String> = no_fallback
+            .endpoints("ghcr.io", Direction::Pull)
+            .into_iter()
+            .map(|e| e.host)
+            .collect();
+        assert_eq!(other, ["ghcr.io"], "no mirror: the registry itself");
     }
 
     #[test]

@@ -106,6 +106,18 @@ impl RegistryClient {
                     self.push_manifest(destination, manifest_bytes, media_type)
                         .await?
                 }
+                // --push-ignore-immutable-tag-errors: the tag exists and the registry keeps
+                // it; the build still succeeds, as Kaniko's flag makes it.
+                Err(e)
+                    if self.options().push_ignore_immutable_tag_errors
+                        && is_immutable_tag_error(&e) =>
+                {
+                    tracing::warn!(
+                        "{destination}: the tag is immutable and exists, left as it is \
+                         (--push-ignore-immutable-tag-errors): {e}"
+                    );
+                    continue;
+                }
                 other => other?,
             };
             outcomes.push(PushOutcome {
@@ -217,6 +229,38 @@ impl RegistryClient {
         )?;
         tracing::info!(destination = %destination, %digest, "pushed manifest");
         Ok(digest)
+    }
+
+    /// Checks that `destination` accepts a push before anything is built, as Kaniko does:
+    /// an upload session is started in its repository (`POST /v2/<repo>/blobs/uploads/`) and
+    /// cancelled at once (`DELETE` of its location). Nothing is written.
+    pub async fn check_push_permission(
+        &self,
+        destination: &Reference,
+    ) -> Result<(), RegistryError> {
+        let repository = destination.repository();
+        let action = format!("push permission check of {repository}");
+        let session = self.push_session(destination, &action).await?;
+        let scope = Scope::push(repository);
+        let url = session.url(&format!("/v2/{repository}/blobs/uploads/"));
+        let response = session
+            .send(&scope, &action, session.retry, |http| {
+                Ok(http.post(&url).header(CONTENT_LENGTH, "0"))
+            })
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_error(&session.registry, &action, response).await);
+        }
+        let location = location_of(&session, &action, &response)?;
+        let cancelled = session
+            .send(&scope, &action, RetryPolicy::none(), |http| {
+                Ok(http.delete(&location))
+            })
+            .await;
+        if let Err(e) = cancelled {
+            tracing::debug!(%destination, "cancelling the permission-check upload: {e}");
+        }
+        Ok(())
     }
 
     pub(crate) async fn push_session(
@@ -398,6 +442,17 @@ impl RegistryClient {
 }
 
 /// A manifest PUT refused because the registry does not know one of its blobs.
+/// A registry refusing to overwrite an immutable tag: ECR (`TAG_INVALID` "… cannot be
+/// overwritten because the tag is immutable"), Harbor (412 "… configured as Immutable"),
+/// Artifact Registry, Quay: a 4xx answer whose error says "immutable".
+pub fn is_immutable_tag_error(error: &RegistryError) -> bool {
+    let client_error = error.status().is_some_and(|s| (400..500).contains(&s));
+    let says_immutable = |text: &str| text.to_ascii_lowercase().contains("immutable");
+    client_error
+        && (error.codes().iter().any(|c| says_immutable(&c.message))
+            || says_immutable(&error.to_string()))
+}
+
 fn is_manifest_blob_unknown(error: &RegistryError) -> bool {
     error.status() == Some(400)
         && error

@@ -85,25 +85,13 @@ pub(crate) fn build_http(
     if endpoint.skip_tls_verify {
         builder = builder.danger_accept_invalid_certs(true);
     }
-    for (host, path) in &options.ca_certificates {
-        if host != &endpoint.host {
-            continue;
-        }
-        let pem = std::fs::read(path).map_err(|e| {
-            RegistryError::Config(format!("CA certificate {} for {host}: {e}", path.display()))
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            RegistryError::Config(format!("CA certificate {} for {host}: {e}", path.display()))
-        })?;
-        if certs.is_empty() {
-            return Err(RegistryError::Config(format!(
-                "CA certificate {} for {host}: no PEM certificate in the file",
-                path.display()
-            )));
-        }
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
+    // --registry-certificate: trusted CAs and pinned (self-signed) certificates, with the
+    // client certificate of the host inside the same configuration.
+    if let Some(config) = crate::tls_config::client_config(options, endpoint)? {
+        return builder
+            .use_preconfigured_tls(config)
+            .build()
+            .map_err(|e| RegistryError::Config(format!("HTTP client for {}: {e}", endpoint.host)));
     }
     for (host, cert, key) in &options.client_certificates {
         if host != &endpoint.host {

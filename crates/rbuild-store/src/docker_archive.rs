@@ -30,18 +30,51 @@ impl Store {
     /// its familiar form (`docker.io/library/alpine:3.20` → `alpine:3.20`); several names of
     /// the same image share one entry.
     pub fn export_docker_archive<W: Write>(&self, names: &[&str], out: W) -> Result<W, StoreError> {
+        let mut images: Vec<(Descriptor, Vec<Reference>)> = Vec::new();
+        for name in names {
+            let descriptor = self.resolve(name)?;
+            let reference = Reference::parse(name).ok().filter(|r| r.tag().is_some());
+            match images
+                .iter_mut()
+                .find(|(d, _)| d.digest == descriptor.digest)
+            {
+                Some((_, references)) => references.extend(reference),
+                None => images.push((descriptor, reference.into_iter().collect())),
+            }
+        }
+        self.export_docker_archive_images(&images, out)
+    }
+
+    /// Writes images given by descriptor (a manifest, or an index resolved for the host
+    /// platform) as a docker-archive to `out`, each tagged with its references (those with a
+    /// tag become RepoTags); returns `out`. Nothing is looked up by name, so concurrent
+    /// builds sharing a store cannot swap each other's images.
+    pub fn export_docker_archive_images<W: Write>(
+        &self,
+        images: &[(Descriptor, Vec<Reference>)],
+        out: W,
+    ) -> Result<W, StoreError> {
         let mut entries: Vec<(Descriptor, ArchiveManifest, Vec<Reference>)> = Vec::new();
         let mut blobs: Vec<(Digest, u64)> = Vec::new();
         let mut seen = BTreeSet::new();
-        for name in names {
-            let (descriptor, manifest, _config) = self.get_image(name)?;
-            let reference = Reference::parse(name).ok().filter(|r| r.tag().is_some());
+        for (top, references) in images {
+            let name = references
+                .first()
+                .map(Reference::to_string)
+                .unwrap_or_else(|| top.digest.to_string());
+            let (descriptor, manifest, _config) =
+                self.image_at(top.clone(), &rbuild_oci::Platform::host(), &name)?;
+            let references: Vec<Reference> = references
+                .iter()
+                .filter(|r| r.tag().is_some())
+                .cloned()
+                .collect();
             if let Some(entry) = entries.iter_mut().find(|e| e.0.digest == descriptor.digest) {
                 entry
                     .1
                     .repo_tags
-                    .extend(reference.as_ref().map(Reference::familiar));
-                entry.2.extend(reference);
+                    .extend(references.iter().map(Reference::familiar));
+                entry.2.extend(references);
                 continue;
             }
             for d in std::iter::once(&descriptor)
@@ -56,7 +89,7 @@ impl Store {
             }
             let entry = ArchiveManifest {
                 config: blob_name(&manifest.config.digest),
-                repo_tags: reference.iter().map(Reference::familiar).collect(),
+                repo_tags: references.iter().map(Reference::familiar).collect(),
                 layers: manifest
                     .layers
                     .iter()
@@ -65,7 +98,7 @@ impl Store {
             };
             let mut descriptor = descriptor;
             descriptor.annotations.clear();
-            entries.push((descriptor, entry, reference.into_iter().collect()));
+            entries.push((descriptor, entry, references));
         }
 
         let mut tar = tar::Builder::new(out);

@@ -36,6 +36,36 @@ impl Store {
         Ok(dest)
     }
 
+    /// Copies the image `descriptor` points at into the OCI layout at `dest` (created if
+    /// absent) under `ref_name`, byte for byte: its digest in the layout is its digest here
+    /// (Docker media types are kept, so a layout of a Docker-format image has the digest
+    /// that was pushed). Nothing is looked up by name. Returns the destination store.
+    pub fn export_image_as_is(
+        &self,
+        dest: impl AsRef<Path>,
+        descriptor: &Descriptor,
+        ref_name: &str,
+    ) -> Result<Store, StoreError> {
+        let dest = Store::open(dest)?;
+        if let AnyManifest::Image(m) = self.read_manifest(descriptor)? {
+            for blob in std::iter::once(&m.config).chain(&m.layers) {
+                if blob.urls.is_empty() || self.has_blob(&blob.digest) {
+                    self.copy_blob(&dest, &blob.digest)?;
+                }
+            }
+        } else {
+            return Err(StoreError::Corrupt {
+                path: self.blob_path(&descriptor.digest),
+                reason: "not an image manifest".into(),
+            });
+        }
+        self.copy_blob(&dest, &descriptor.digest)?;
+        let bytes = dest.read_blob(&descriptor.digest)?;
+        dest.put_image(ref_name, &bytes, descriptor.media_type.clone())?;
+        tracing::debug!(ref_name, dest = %dest.root().display(), "exported image as is");
+        Ok(dest)
+    }
+
     /// Copies a manifest or index and everything below it into `dest`, converting Docker media
     /// types to OCI; returns its descriptor in `dest`.
     fn export_manifest(

@@ -159,7 +159,18 @@ impl Store {
         name: &str,
         platform: &Platform,
     ) -> Result<(Descriptor, Manifest, ImageConfig), StoreError> {
-        let mut descriptor = self.resolve(name)?;
+        self.image_at(self.resolve(name)?, platform, name)
+    }
+
+    /// The image `descriptor` points at (a manifest, or an index resolved to `platform`'s
+    /// manifest): the manifest's descriptor, the manifest and the config. `name` only names
+    /// the image in errors.
+    pub fn image_at(
+        &self,
+        mut descriptor: Descriptor,
+        platform: &Platform,
+        name: &str,
+    ) -> Result<(Descriptor, Manifest, ImageConfig), StoreError> {
         // Indexes may nest; a few levels is plenty and bounds a malicious cycle.
         for _ in 0..8 {
             match self.read_manifest(&descriptor)? {

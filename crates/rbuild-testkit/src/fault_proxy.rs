@@ -40,6 +40,16 @@ pub enum Fault {
     IgnoreRange,
     /// Take the request (body included) and answer nothing for the given time, then close.
     StallBeforeResponse(Duration),
+    /// Answer this status with this registry error (`{"errors":[{"code","message"}]}`)
+    /// without asking the registry, as a registry with immutable tags refuses a manifest.
+    ErrorBody {
+        /// The status, e.g. 400.
+        code: u16,
+        /// The error code, e.g. `TAG_INVALID`.
+        error_code: String,
+        /// The error message.
+        message: String,
+    },
 }
 
 /// A fault applied to the first `times` requests whose method and path match.
@@ -217,6 +227,25 @@ fn handle(shared: &Shared, client: TcpStream) -> std::io::Result<()> {
                     *code,
                     "Injected",
                     &headers,
+                    body.as_bytes(),
+                )?;
+                continue;
+            }
+            Some(Fault::ErrorBody {
+                code,
+                error_code,
+                message,
+            }) => {
+                copy_body(&mut client_reader, &mut sink, request_body, None)?;
+                let body =
+                    serde_json::json!({"errors": [{"code": error_code, "message": message}]})
+                        .to_string();
+                shared.log(format!("{method} {path} -> {code} {error_code} injected"));
+                write_response(
+                    &mut client_writer,
+                    *code,
+                    "Injected",
+                    &[("Content-Type", "application/json".to_owned())],
                     body.as_bytes(),
                 )?;
                 continue;

@@ -30,6 +30,9 @@ pub enum RegistryAuth {
     /// No authentication, but TLS that requires a client certificate signed by the test CA
     /// (`http.tls.clientcas`).
     ClientCertificate,
+    /// No authentication, TLS with a self-signed leaf certificate (CA:TRUE, as
+    /// `openssl req -x509` makes): [`TestTls::ca_cert`] is that certificate.
+    SelfSignedTls,
 }
 
 /// One line of the registry's access log.
@@ -150,6 +153,18 @@ impl TestRegistry {
                     material.server_cert.display(),
                     material.server_key.display(),
                     material.ca_cert.display()
+                );
+                tls = Some(material);
+            }
+            RegistryAuth::SelfSignedTls => {
+                let material = TestTls::generate_self_signed_leaf(dir.path())?;
+                http_tls = format!(
+                    "  tls:
+    certificate: {}
+    key: {}
+",
+                    material.server_cert.display(),
+                    material.server_key.display()
                 );
                 tls = Some(material);
             }

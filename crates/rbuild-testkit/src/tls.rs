@@ -77,6 +77,30 @@ impl TestTls {
         write(&tls.server_key, &server_key.serialize_pem())?;
         Ok(tls)
     }
+
+    /// A self-signed server certificate for loopback, as `openssl req -x509` makes one (it
+    /// says CA:TRUE and signs itself): `ca_cert` and `server_cert` are the same file. The
+    /// client files are those of a separate CA (unused by such a registry).
+    pub fn generate_self_signed_leaf(dir: &Path) -> Result<TestTls, TestkitError> {
+        let mut tls = TestTls::generate(dir)?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
+        params.subject_alt_names.extend([
+            SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        ]);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "rbuild testkit self-signed registry");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key)?;
+        tls.server_cert = dir.join("self-signed.crt");
+        tls.server_key = dir.join("self-signed.key");
+        tls.ca_cert = tls.server_cert.clone();
+        write(&tls.server_cert, &cert.pem())?;
+        write(&tls.server_key, &key.serialize_pem())?;
+        Ok(tls)
+    }
 }
 
 /// A self-signed ECDSA P-256 certificate and key that sign registry tokens (ES256).

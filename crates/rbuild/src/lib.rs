@@ -40,9 +40,14 @@
 //!   a minimal config, annotations with the diffID, history text and creation time); every
 //!   record of the plan is probed at once before the first step; built layers are pushed in
 //!   the background (joined before [`Builder::build`] returns; failures are warnings in
-//!   [`BuildOutcome::warnings`]). Lazy: base layers and cache hits are not downloaded until a
-//!   step needs the filesystem, so a fully cached build downloads no layer, and its push
-//!   mounts the layers registry-side ([`BuildOutcome::remote_layers`]).
+//!   [`BuildOutcome::warnings`]). Every step is cached by default (`cache_copy_layers` and
+//!   `cache_run_layers` are true; false opts a kind of step out). Lazy: base layers and cache
+//!   hits (local or remote) are neither downloaded nor unpacked until a later step that runs
+//!   needs the filesystem, so a fully cached build downloads no layer, and its push mounts
+//!   the layers registry-side ([`BuildOutcome::remote_layers`]). A hit restores the history
+//!   time its layer was built at, and the image's `created` is the newest layer's (unless
+//!   `SOURCE_DATE_EPOCH` fixes every time), so an unchanged rebuild from an empty store gives
+//!   the same manifest digest.
 //! - [`BuildContext`] with `.dockerignore` ([`IgnoreMatcher`], Docker's own rules).
 //! - [`Remote`]: pushes a built image from the store to any number of destinations.
 //! - Report and attestations ([`BuildRequest::report`], `provenance`, `sbom`,

@@ -191,6 +191,31 @@ impl Remote {
             .map_err(|e| fail(e.to_string()))
     }
 
+    /// Checks that the credentials the chain has for `registry` are accepted (`rbuild login`).
+    pub fn check_credentials(&self, registry: &str) -> Result<(), BuildError> {
+        self.inner
+            .runtime
+            .block_on(self.inner.client.check_credentials(registry))
+            .map_err(|e| BuildError::Registry(e.to_string()))
+    }
+
+    /// Checks, before a build, that every destination accepts a push (an upload session
+    /// started and cancelled in each repository); the first refusal is the error.
+    pub fn check_push_permissions(&self, destinations: &[Reference]) -> Result<(), BuildError> {
+        for destination in destinations {
+            self.inner
+                .runtime
+                .block_on(self.inner.client.check_push_permission(destination))
+                .map_err(|e| {
+                    BuildError::Registry(format!(
+                        "{destination}: cannot push there (checked before building; \
+                         --skip-push-permission-check skips the check): {e}"
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+
     /// Pushes the image whose manifest is `manifest_bytes` (its blobs in `store`) to every
     /// destination, in order (later ones on the same registry mount from the first).
     pub fn push_from_store(

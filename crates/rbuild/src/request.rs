@@ -66,6 +66,8 @@ pub struct BuildRequest {
     pub platform: Option<Platform>,
     /// `--label`: added to the final image's labels.
     pub labels: BTreeMap<String, String>,
+    /// `--annotation`: added to the final image manifest's annotations.
+    pub annotations: BTreeMap<String, String>,
     /// Fixes every timestamp (`SOURCE_DATE_EPOCH`; `--reproducible` means 0). When unset, the
     /// `SOURCE_DATE_EPOCH` build arg is used if given.
     pub source_date_epoch: Option<i64>,
@@ -112,7 +114,8 @@ pub struct BuildRequest {
     pub cache_repo: Option<Reference>,
     /// `--cache-ttl`: registry cache entries older than this are ignored (default: none is).
     pub cache_ttl: Option<Duration>,
-    /// `--cache-copy-layers`: COPY/ADD (and WORKDIR) layers go to the registry cache too.
+    /// `--cache-copy-layers`: COPY/ADD (and WORKDIR) layers go to the registry cache too
+    /// (default true: with `--cache`, every step is cached; false opts these steps out).
     pub cache_copy_layers: bool,
     /// `--cache-run-layers`: RUN layers go to the registry cache (default true).
     pub cache_run_layers: bool,
@@ -129,6 +132,8 @@ pub struct BuildRequest {
     pub sbom_files: bool,
     /// `--attest-format`.
     pub attest_format: AttestFormat,
+    /// `--no-push-cache`: the registry cache is read, never written.
+    pub no_push_cache: bool,
 }
 
 /// The default `--cache-repo`: `<destination's repository>/cache` on its registry.
@@ -152,6 +157,7 @@ impl Default for BuildRequest {
             target: None,
             platform: None,
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             source_date_epoch: None,
             format: ImageFormat::Oci,
             compression: Compression::Gzip,
@@ -169,13 +175,14 @@ impl Default for BuildRequest {
             cache: false,
             cache_repo: None,
             cache_ttl: None,
-            cache_copy_layers: false,
+            cache_copy_layers: true,
             cache_run_layers: true,
             report: Vec::new(),
             provenance: None,
             sbom: false,
             sbom_files: true,
             attest_format: AttestFormat::Referrers,
+            no_push_cache: false,
         }
     }
 }

@@ -5,6 +5,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod common;
+#[path = "registry_cache/trust.rs"]
+mod trust;
 
 use common::{put_busybox, write_files};
 use rbuild::oci::{Digest, Manifest, MediaType, Reference};
@@ -35,7 +37,7 @@ fn main() {
     };
     let runner = Arc::new(SandboxRunner::new(sandbox));
     let world = World::new(registry, runner);
-    let tests: [(&str, Test); 6] = [
+    let tests: [(&str, Test); 9] = [
         (
             "fully_cached_rebuild_with_a_fresh_store_downloads_no_layer",
             fully_cached_rebuild_with_a_fresh_store_downloads_no_layer,
@@ -60,6 +62,16 @@ fn main() {
             "an_unreachable_cache_gives_warnings_not_a_failed_build",
             an_unreachable_cache_gives_warnings_not_a_failed_build,
         ),
+        // After the tests that count the cache repository's entries.
+        (
+            "unchanged_rebuild_runs_nothing_downloads_nothing_and_keeps_the_digest",
+            trust::unchanged_rebuild_runs_nothing_downloads_nothing_and_keeps_the_digest,
+        ),
+        (
+            "only_the_last_run_changed_downloads_just_the_layers_under_it",
+            trust::only_the_last_run_changed_downloads_just_the_layers_under_it,
+        ),
+        ("no_cache_runs_every_step", trust::no_cache_runs_every_step),
     ];
     for (name, test) in tests {
         test(&world);

@@ -279,7 +279,15 @@ pub fn write_login(
     auths.insert(key, entry);
 
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(write_err)?;
+    // As `docker login`: a directory it creates is its owner's alone (0700).
+    if !dir.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(write_err)?;
+    }
     let mut temp = tempfile_in(dir).map_err(write_err)?;
     let text = serde_json::to_string_pretty(&document).map_err(|e| write_err(e.into()))?;
     temp.1.write_all(text.as_bytes()).map_err(write_err)?;

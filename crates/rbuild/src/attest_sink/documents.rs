@@ -27,6 +27,8 @@ pub(super) struct AttachRequest<'a> {
     /// `Some(files)` when an SBOM is asked for, `files` whether it lists unowned files.
     pub(super) sbom: Option<bool>,
     pub(super) format: AttestFormat,
+    /// Whether the documents go into the OCI layout too.
+    pub(super) to_layout: bool,
     pub(super) started: &'a str,
 }
 
@@ -46,7 +48,15 @@ pub(super) fn attach(req: AttachRequest<'_>) -> Result<Vec<AttestationRecord>, B
         .first()
         .map(|d| d.to_string())
         .unwrap_or_else(|| outcome.image_name.clone());
-    let finished = crate::timestamp::BuildTime::now().rfc3339();
+    // With SOURCE_DATE_EPOCH every time is the epoch, so the documents are reproducible.
+    let fixed = req
+        .details
+        .epoch
+        .map(|e| crate::timestamp::BuildTime::fixed(e).rfc3339());
+    let started = fixed.clone().unwrap_or_else(|| req.started.to_owned());
+    let finished = fixed
+        .clone()
+        .unwrap_or_else(|| crate::timestamp::BuildTime::now().rfc3339());
     // (kind, media type of the document alone, the document, its predicate type)
     let mut documents: Vec<(&'static str, &str, Vec<u8>, &str)> = Vec::new();
     if req.provenance {
@@ -70,9 +80,9 @@ pub(super) fn attach(req: AttachRequest<'_>) -> Result<Vec<AttestationRecord>, B
             materials: req.inputs.materials.clone(),
             isolation: None,
             reproducibility: req.details.reproducibility.clone(),
-            started: req.started.to_owned(),
+            invocation_id: invocation_id(fixed.is_none().then_some(&started), &outcome.digest),
+            started,
             finished: finished.clone(),
-            invocation_id: invocation_id(req.started, &outcome.digest),
         };
         documents.push((
             "provenance",
@@ -127,7 +137,12 @@ pub(super) fn attach(req: AttachRequest<'_>) -> Result<Vec<AttestationRecord>, B
                     }
                 }
             }
-            if let Some(layout) = &req.details.oci_layout_path {
+            if let Some(layout) = req
+                .details
+                .oci_layout_path
+                .as_ref()
+                .filter(|_| req.to_layout)
+            {
                 let index = referrers_index(&attachments);
                 let dest = export_blobs(req.store, layout, &attachments)?;
                 dest.put_image(
@@ -198,7 +213,12 @@ pub(super) fn attach(req: AttachRequest<'_>) -> Result<Vec<AttestationRecord>, B
                     ));
                 }
             }
-            if let Some(layout) = &req.details.oci_layout_path {
+            if let Some(layout) = req
+                .details
+                .oci_layout_path
+                .as_ref()
+                .filter(|_| req.to_layout)
+            {
                 let dest = export_blobs(req.store, layout, std::slice::from_ref(&attestation))?;
                 // The layout's name of the image now names the index, as BuildKit's OCI export.
                 let name = dest
@@ -278,8 +298,12 @@ fn layout_error(path: &std::path::Path, e: rbuild_store::StoreError) -> BuildErr
     }
 }
 
-/// An id for this build: its start and its image.
-fn invocation_id(started: &str, image: &Digest) -> String {
-    let seed = format!("{started}/{image}/{}", std::process::id());
+/// An id for this build: its image, and its start and process unless the build is
+/// reproducible (`started` is `None`).
+fn invocation_id(started: Option<&String>, image: &Digest) -> String {
+    let seed = match started {
+        Some(started) => format!("{started}/{image}/{}", std::process::id()),
+        None => format!("reproducible/{image}"),
+    };
     Digest::sha256_of(seed.as_bytes()).encoded()[..32].to_owned()
 }

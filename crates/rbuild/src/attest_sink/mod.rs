@@ -27,6 +27,9 @@ struct Wants {
     sbom: bool,
     sbom_files: bool,
     format: AttestFormat,
+    /// Documents go into the OCI layout only when asked for explicitly: provenance that is
+    /// on by default (because of a push) leaves a layout with its one image.
+    to_layout: bool,
 }
 
 /// The parts of the request the documents need after the engine consumed it.
@@ -40,6 +43,9 @@ pub(crate) struct RequestDetails {
     destinations: Vec<rbuild_oci::Reference>,
     oci_layout_path: Option<PathBuf>,
     reproducibility: std::collections::BTreeMap<String, serde_json::Value>,
+    /// `SOURCE_DATE_EPOCH`: the documents' times, so a reproducible build's documents are
+    /// reproducible too (and a re-push uploads nothing).
+    epoch: Option<i64>,
 }
 
 /// What the engine tells the sink about the build's inputs once it has planned.
@@ -78,6 +84,7 @@ impl AttestSink {
             sbom: request.sbom,
             sbom_files: request.sbom_files,
             format: request.attest_format,
+            to_layout: request.provenance == Some(true) || request.sbom,
         };
         if wants.reports.is_empty() && !wants.provenance && !wants.sbom {
             return None;
@@ -181,6 +188,7 @@ impl AttestSink {
                     provenance: self.wants.provenance,
                     sbom: self.wants.sbom.then_some(self.wants.sbom_files),
                     format: self.wants.format,
+                    to_layout: self.wants.to_layout,
                     started: &self.started_at,
                 });
                 match made {
@@ -222,12 +230,14 @@ impl AttestSink {
             } else {
                 rbuild_attest::render_html(record).into_bytes()
             };
-            crate::engine::write_atomically(path, |mut file| {
+            crate::engine::output_file::write_output(path, |file| {
                 use std::os::unix::fs::PermissionsExt;
                 // Readable as any file the user writes (the temporary file starts at 0600).
-                file.set_permissions(std::fs::Permissions::from_mode(0o644))
-                    .and_then(|()| std::io::Write::write_all(&mut file, &bytes))
-                    .map_err(|e| e.to_string())
+                if file.metadata().is_ok_and(|m| m.is_file()) {
+                    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+                        .map_err(|e| e.to_string())?;
+                }
+                std::io::Write::write_all(file, &bytes).map_err(|e| e.to_string())
             })?;
         }
         Ok(())
@@ -271,6 +281,7 @@ impl RequestDetails {
             destinations: request.destinations.clone(),
             oci_layout_path: request.oci_layout_path.clone(),
             reproducibility,
+            epoch,
         }
     }
 }

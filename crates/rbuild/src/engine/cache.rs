@@ -1,5 +1,6 @@
 //! The step cache: keys chained from the parent's, reuse of recorded layers.
 
+use super::layers::StepLayer;
 use super::{Env, StageResult};
 use crate::context::BuildContext;
 use crate::copy::SourceRoot;
@@ -163,18 +164,22 @@ impl Env<'_> {
             .annotations
             .get("layer_op")
             .is_some_and(|v| v == "true");
+        let digest = descriptor.digest.clone();
         self.record_layer(
             stage,
-            descriptor.clone(),
-            diff_id,
-            created_by.clone(),
-            layer_op,
-        )?;
-        Ok(Some(descriptor.digest.clone()))
+            StepLayer {
+                descriptor: descriptor.clone(),
+                diff_id,
+                created_by: created_by.clone(),
+                layer_op,
+                created: entry.annotations.get("created").cloned(),
+            },
+        );
+        Ok(Some(digest))
     }
 
-    /// Reuses the layer the registry cache holds for `record`, without downloading it unless
-    /// the stage's filesystem is already materialised.
+    /// Reuses the layer the registry cache holds for `record`, without downloading it (a
+    /// later step that needs the files fetches it).
     fn try_registry_cache(
         &self,
         record: &Digest,
@@ -188,13 +193,7 @@ impl Env<'_> {
         };
         self.add_blob_source(&hit.descriptor.digest, cache.repo());
         let digest = hit.descriptor.digest.clone();
-        self.record_layer(
-            stage,
-            hit.descriptor,
-            hit.diff_id,
-            hit.created_by,
-            hit.layer_op,
-        )?;
+        self.record_layer(stage, hit);
         Ok(Some(digest))
     }
 }

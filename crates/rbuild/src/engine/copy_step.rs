@@ -89,7 +89,6 @@ impl Env<'_> {
         }
         let tree_root;
         let image_dir;
-        let frozen;
         // Not root: files on disk carry this user's ids, not the image's; the layers say.
         let is_root = rustix::process::geteuid().is_root();
         let mut recorded = rbuild_layer::OwnerMap::new();
@@ -106,17 +105,8 @@ impl Env<'_> {
                 let source = results
                     .get(index)
                     .ok_or_else(|| BuildError::Plan(format!("stage {index} was not built")))?;
-                let mut guard = source.frozen.lock().unwrap_or_else(|e| e.into_inner());
-                if guard.is_none() {
-                    let diff_ids = &source.image.config.rootfs.diff_ids;
-                    *guard = Some(self.materialise(&source.layers, diff_ids)?);
-                }
-                frozen = guard;
-                let dir = frozen
-                    .as_ref()
-                    .map(|t| t.path())
-                    .ok_or_else(|| BuildError::Plan(format!("stage {index} has no filesystem")))?;
-                tree_root = open_tree(dir)?;
+                let dir = self.stage_root(source)?;
+                tree_root = open_tree(&dir)?;
                 if !is_root {
                     recorded = self.layer_owners(&source.layers, false)?;
                 }

@@ -1,6 +1,5 @@
 //! Layers of a stage: written into the store, applied to the stage's filesystem, squashed.
 
-use super::registry_cache::CachedLayer;
 use super::{Env, StageResult};
 use crate::error::BuildError;
 use crate::history;
@@ -9,6 +8,31 @@ use rbuild_layer::ChangeSet;
 use rbuild_oci::{Descriptor, Digest, Reference};
 use rbuild_store::CacheRecord;
 use std::path::Path;
+
+/// A stage's filesystem on disk and how many of the stage's layers it holds: layers recorded
+/// after it was made (cache hits) are applied only when a later step needs the files.
+pub(super) struct Tree {
+    dir: tempfile::TempDir,
+    applied: usize,
+}
+
+impl Tree {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A step's layer as the stage records it: made now or reused from a cache record.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct StepLayer {
+    pub descriptor: Descriptor,
+    pub diff_id: Digest,
+    pub created_by: String,
+    pub layer_op: bool,
+    /// The history time the layer got when it was built (`None`: this build's time).
+    pub created: Option<String>,
+}
 
 /// What a layer is written from: a tree, the changes in it, and owners to record instead of
 /// the files' (a builder that is not root cannot give files their owners).
@@ -48,63 +72,51 @@ impl Env<'_> {
             }
         };
         let descriptor = Descriptor::new(media_type, digest.clone(), size);
+        let layer = StepLayer {
+            descriptor,
+            diff_id: info.diff_id,
+            created_by,
+            layer_op,
+            created: Some(self.created.to_string()),
+        };
         if let Some(record) = record {
             let mut entry = CacheRecord {
-                descriptors: vec![descriptor.clone()],
+                descriptors: vec![layer.descriptor.clone()],
                 ..CacheRecord::default()
             };
-            entry
-                .annotations
-                .insert("diff_id".into(), info.diff_id.to_string());
-            entry
-                .annotations
-                .insert("created_by".into(), created_by.clone());
-            entry
-                .annotations
-                .insert("layer_op".into(), layer_op.to_string());
+            let notes = [
+                ("diff_id", layer.diff_id.to_string()),
+                ("created_by", layer.created_by.clone()),
+                ("layer_op", layer.layer_op.to_string()),
+                ("created", self.created.to_string()),
+            ];
+            for (name, value) in notes {
+                entry.annotations.insert(name.into(), value);
+            }
             if let Err(e) = store.put_cache_record(record, &entry) {
                 tracing::warn!(%record, error = %e, "step cache record not written");
             }
             if let Some(cache) = &self.registry_cache {
-                let keyword = created_by.split(' ').next().unwrap_or_default();
+                let keyword = layer.created_by.split(' ').next().unwrap_or_default();
                 if cache.kinds.wants(keyword) {
-                    let layer = CachedLayer {
-                        descriptor: descriptor.clone(),
-                        diff_id: info.diff_id.clone(),
-                        created_by: created_by.clone(),
-                        layer_op,
-                    };
-                    cache.push(store, record, layer, &stage.image.config);
+                    cache.push(store, record, layer.clone(), &stage.image.config);
                 }
             }
         }
-        self.record_layer(stage, descriptor, info.diff_id, created_by, layer_op)?;
+        self.record_layer(stage, layer);
         tracing::debug!(%digest, size, "layer committed");
         Ok((digest, false))
     }
 
-    /// Adds a layer to the stage (layers, diffIDs, history) and applies it to the stage's
-    /// rootfs if that is materialised.
-    pub(super) fn record_layer(
-        &self,
-        stage: &mut StageResult,
-        descriptor: Descriptor,
-        diff_id: Digest,
-        created_by: String,
-        layer_op: bool,
-    ) -> Result<(), BuildError> {
-        if let Some(rootfs) = &stage.rootfs {
-            self.ensure_blobs(std::slice::from_ref(&descriptor))?;
-            self.apply_checked(&descriptor, &diff_id, rootfs.path())?;
-        }
-        stage.layers.push(descriptor);
-        stage.image.config.rootfs.diff_ids.push(diff_id);
-        stage
-            .image
-            .config
-            .history
-            .push(history::entry(created_by, true, layer_op, self.created));
-        Ok(())
+    /// Adds a layer to the stage (layers, diffIDs, history, with the time it was built).
+    /// Nothing is downloaded or unpacked: [`Env::ensure_rootfs`] applies it when a later
+    /// step needs the files.
+    pub(super) fn record_layer(&self, stage: &mut StageResult, layer: StepLayer) {
+        let created = layer.created.as_deref().unwrap_or(self.created);
+        let entry = history::entry(layer.created_by, true, layer.layer_op, created);
+        stage.layers.push(layer.descriptor);
+        stage.image.config.rootfs.diff_ids.push(layer.diff_id);
+        stage.image.config.history.push(entry);
     }
 
     /// `--single-snapshot`: replaces the stage's own layers by one layer of everything they
@@ -159,10 +171,37 @@ impl Env<'_> {
             .map_err(BuildError::io("create a directory in", self.scratch))
     }
 
+    /// Makes the stage's filesystem hold all its layers: materialised on first need, and
+    /// the layers recorded since (cache hits) applied once a step needs them.
     pub(super) fn ensure_rootfs(&self, stage: &mut StageResult) -> Result<(), BuildError> {
-        if stage.rootfs.is_none() {
-            let diff_ids = &stage.image.config.rootfs.diff_ids;
-            stage.rootfs = Some(self.materialise(&stage.layers, diff_ids)?);
+        let diff_ids = &stage.image.config.rootfs.diff_ids;
+        self.bring_up_to_date(&mut stage.rootfs, &stage.layers, diff_ids)
+    }
+
+    /// Makes `tree` hold all of `layers`: a new tree of them if there is none, else the ones
+    /// it lacks applied (after downloading those the store lacks).
+    pub(super) fn bring_up_to_date(
+        &self,
+        tree: &mut Option<Tree>,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+    ) -> Result<(), BuildError> {
+        match tree {
+            None => {
+                *tree = Some(Tree {
+                    dir: self.materialise(layers, diff_ids)?,
+                    applied: layers.len(),
+                });
+            }
+            Some(tree) if tree.applied < layers.len() => {
+                let (pending, pending_ids) = (&layers[tree.applied..], &diff_ids[tree.applied..]);
+                self.ensure_blobs(pending)?;
+                for (layer, diff_id) in pending.iter().zip(pending_ids) {
+                    self.apply_checked(layer, diff_id, tree.dir.path())?;
+                }
+                tree.applied = layers.len();
+            }
+            Some(_) => {}
         }
         Ok(())
     }

@@ -26,7 +26,9 @@ use std::sync::Arc;
 mod cache;
 mod cache_mount;
 mod copy_step;
+mod history_times;
 mod layers;
+pub(crate) mod output_file;
 mod registry_cache;
 mod run_mounts;
 mod stage;
@@ -58,7 +60,8 @@ impl std::fmt::Debug for Builder {
 struct StageResult {
     image: ImageState,
     layers: Vec<Descriptor>,
-    rootfs: Option<tempfile::TempDir>,
+    /// The stage's filesystem, once a step needed it.
+    rootfs: Option<layers::Tree>,
     label: String,
     /// The cache key of the stage's last step (of its base before any step).
     key: Option<Digest>,
@@ -66,7 +69,7 @@ struct StageResult {
     base_layers: usize,
     base_history: usize,
     /// The finished stage's filesystem, for `COPY --from` (materialised on first use).
-    frozen: std::sync::Mutex<Option<tempfile::TempDir>>,
+    frozen: std::sync::Mutex<Option<layers::Tree>>,
 }
 
 impl Builder {
@@ -231,6 +234,7 @@ impl Builder {
             file_name: &file_name,
             created: &created,
             time,
+            time_fixed: epoch.is_some(),
             layer_writer: &layer_writer,
             format: request.format,
             no_cache: request.no_cache,
@@ -335,6 +339,7 @@ impl Builder {
             registry_cache::CacheKinds {
                 run_layers: request.cache_run_layers,
                 copy_layers: request.cache_copy_layers,
+                push: !request.no_push_cache,
             },
         )))
     }
@@ -409,7 +414,11 @@ impl Builder {
         for (k, v) in &request.labels {
             config.config.labels.insert(k.clone(), v.clone());
         }
-        config.created = Some(created.to_string());
+        if env.time_fixed {
+            config.created = Some(created.to_string());
+        } else {
+            history_times::settle(&mut config, created);
+        }
         if let Some(platform) = &request.platform {
             config.architecture = platform.architecture.clone();
             config.os = platform.os.clone();
@@ -431,7 +440,7 @@ impl Builder {
                 .map(|l| layer_for_format(l, request.format))
                 .collect(),
             subject: None,
-            annotations: Default::default(),
+            annotations: request.annotations.clone(),
         };
         env.settle_final_layers(&manifest.layers, request)?;
         let manifest_bytes = manifest.to_canonical_json();
@@ -463,29 +472,35 @@ impl Builder {
         });
         tracing::info!(%digest, image = %image_name, "image committed");
 
+        // The outputs are made from this build's own descriptor, never looked up by name:
+        // builds sharing the store cannot swap images. Tagged with the destinations (or the
+        // image name when there is none).
+        let names: Vec<rbuild_oci::Reference> = if request.destinations.is_empty() {
+            rbuild_oci::Reference::parse(&image_name)
+                .into_iter()
+                .collect()
+        } else {
+            request.destinations.clone()
+        };
         if let Some(dir) = &request.oci_layout_path {
-            let tag = image_name
-                .rsplit_once(':')
-                .map(|(_, t)| t)
-                .filter(|t| !t.contains('/'))
-                .unwrap_or("latest");
+            let tag = names.first().and_then(|r| r.tag()).unwrap_or("latest");
             self.store
-                .export_oci_layout(dir, &[(image_name.as_str(), tag)])
+                .export_image_as_is(dir, &descriptor, tag)
                 .map_err(|e| BuildError::Output {
                     path: dir.clone(),
                     reason: e.to_string(),
                 })?;
         }
         if let Some(path) = &request.docker_archive_path {
-            write_atomically(path, |file| {
+            output_file::write_output(path, |file| {
                 self.store
-                    .export_docker_archive(&[image_name.as_str()], file)
+                    .export_docker_archive_images(&[(descriptor.clone(), names.clone())], file)
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             })?;
         }
         if let Some(path) = &request.digest_file {
-            write_atomically(path, |mut file| {
+            output_file::write_output(path, |file| {
                 use std::io::Write;
                 file.write_all(digest.as_str().as_bytes())
                     .map_err(|e| e.to_string())
@@ -505,24 +520,6 @@ impl Builder {
     }
 }
 
-pub(crate) fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(std::fs::File) -> Result<(), String>,
-) -> Result<(), BuildError> {
-    let out = |reason: String| BuildError::Output {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| out(e.to_string()))?;
-    write(temp.as_file().try_clone().map_err(|e| out(e.to_string()))?).map_err(out)?;
-    temp.persist(path).map_err(|e| out(e.to_string()))?;
-    Ok(())
-}
-
 /// What every step of one build shares.
 struct Env<'a> {
     /// Every step's cache key, by (stage index, step position), computed before the build.
@@ -540,6 +537,8 @@ struct Env<'a> {
     file_name: &'a str,
     created: &'a str,
     time: BuildTime,
+    /// The clock is `SOURCE_DATE_EPOCH`'s: every time is the build's.
+    time_fixed: bool,
     layer_writer: &'a LayerWriter,
     format: ImageFormat,
     no_cache: bool,

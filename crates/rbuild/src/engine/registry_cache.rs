@@ -8,6 +8,7 @@
 //! are pushed in the background and joined before the build returns. Nothing here fails a
 //! build: a registry error or a bad entry is a warning and a miss.
 
+use super::layers::StepLayer;
 use crate::remote::Remote;
 use crate::timestamp::{parse_rfc3339, BuildTime};
 use futures_util::stream::{self, StreamExt};
@@ -22,24 +23,20 @@ const DIFF_ID: &str = "dev.rbuild.cache.diff-id";
 const CREATED_BY: &str = "dev.rbuild.cache.created-by";
 const LAYER_OP: &str = "dev.rbuild.cache.layer-op";
 const CREATED: &str = "org.opencontainers.image.created";
+/// The history time the layer got when it was built (restored on a hit, so that an unchanged
+/// rebuild gives the same image).
+const LAYER_CREATED: &str = "dev.rbuild.cache.layer-created";
 
 /// How many manifests are probed at once.
 const PROBE_CONCURRENCY: usize = 16;
-
-/// A step's layer as a cache entry describes it.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct CachedLayer {
-    pub descriptor: Descriptor,
-    pub diff_id: Digest,
-    pub created_by: String,
-    pub layer_op: bool,
-}
 
 /// Which layers go to (and come from) the registry cache.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct CacheKinds {
     pub run_layers: bool,
     pub copy_layers: bool,
+    /// `--no-push-cache` turns this off: entries are read, never written.
+    pub push: bool,
 }
 
 impl CacheKinds {
@@ -58,7 +55,7 @@ pub(super) struct RegistryCache {
     repo: Reference,
     ttl: Option<Duration>,
     pub kinds: CacheKinds,
-    hits: Mutex<HashMap<Digest, CachedLayer>>,
+    hits: Mutex<HashMap<Digest, StepLayer>>,
     pushes: Mutex<Vec<JoinHandle<Result<(), String>>>>,
     warnings: Mutex<Vec<String>>,
 }
@@ -140,7 +137,7 @@ impl RegistryCache {
     }
 
     /// The entry found for `record` by [`RegistryCache::probe`].
-    pub fn lookup(&self, record: &Digest) -> Option<CachedLayer> {
+    pub fn lookup(&self, record: &Digest) -> Option<StepLayer> {
         self.hits
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -150,7 +147,10 @@ impl RegistryCache {
 
     /// Pushes an entry for `record` in the background: its layer (from `store`), a config,
     /// the manifest under the record's tag.
-    pub fn push(&self, store: &Store, record: &Digest, layer: CachedLayer, config: &ImageConfig) {
+    pub fn push(&self, store: &Store, record: &Digest, layer: StepLayer, config: &ImageConfig) {
+        if !self.kinds.push {
+            return;
+        }
         let Some(reference) = self.entry_ref(record) else {
             return;
         };
@@ -162,6 +162,7 @@ impl RegistryCache {
         };
         config.rootfs.diff_ids = vec![layer.diff_id.clone()];
         config.history = vec![History {
+            created: layer.created.clone(),
             created_by: Some(layer.created_by.clone()),
             ..History::default()
         }];
@@ -210,12 +211,15 @@ impl RegistryCache {
 }
 
 /// The manifest of a cache entry.
-fn entry_manifest(layer: &CachedLayer, config: Descriptor) -> Manifest {
+fn entry_manifest(layer: &StepLayer, config: Descriptor) -> Manifest {
     let mut annotations = std::collections::BTreeMap::new();
     annotations.insert(DIFF_ID.to_string(), layer.diff_id.to_string());
     annotations.insert(CREATED_BY.to_string(), layer.created_by.clone());
     annotations.insert(LAYER_OP.to_string(), layer.layer_op.to_string());
     annotations.insert(CREATED.to_string(), BuildTime::now().rfc3339());
+    if let Some(created) = &layer.created {
+        annotations.insert(LAYER_CREATED.to_string(), created.clone());
+    }
     Manifest {
         schema_version: 2,
         media_type: Some(MediaType::OciManifest),
@@ -229,11 +233,7 @@ fn entry_manifest(layer: &CachedLayer, config: Descriptor) -> Manifest {
 
 /// Reads a cache entry: `Ok(None)` when it is older than `ttl`, `Err` when it is not an entry
 /// this cache wrote.
-fn parse_entry(
-    bytes: &[u8],
-    ttl: Option<Duration>,
-    now: i64,
-) -> Result<Option<CachedLayer>, String> {
+fn parse_entry(bytes: &[u8], ttl: Option<Duration>, now: i64) -> Result<Option<StepLayer>, String> {
     let manifest = Manifest::from_json(bytes).map_err(|e| format!("not an image manifest: {e}"))?;
     let [descriptor] = manifest.layers.as_slice() else {
         return Err(format!("{} layers instead of 1", manifest.layers.len()));
@@ -252,6 +252,12 @@ fn parse_entry(
         other => return Err(format!("bad {LAYER_OP} {other:?}")),
     };
     let created = parse_rfc3339(get(CREATED)?).ok_or_else(|| format!("bad {CREATED}"))?;
+    // Entries of older rbuild versions lack it: the layer then gets this build's time.
+    let layer_created = match manifest.annotations.get(LAYER_CREATED) {
+        Some(t) if parse_rfc3339(t).is_some() => Some(t.clone()),
+        Some(_) => return Err(format!("bad {LAYER_CREATED}")),
+        None => None,
+    };
     if !descriptor.media_type.is_layer() {
         return Err(format!(
             "layer media type {} is not a layer's",
@@ -263,11 +269,12 @@ fn parse_entry(
             return Ok(None);
         }
     }
-    Ok(Some(CachedLayer {
+    Ok(Some(StepLayer {
         descriptor: descriptor.clone(),
         diff_id,
         created_by,
         layer_op,
+        created: layer_created,
     }))
 }
 
@@ -275,12 +282,13 @@ fn parse_entry(
 mod tests {
     use super::*;
 
-    fn layer() -> CachedLayer {
-        CachedLayer {
+    fn layer() -> StepLayer {
+        StepLayer {
             descriptor: Descriptor::new(MediaType::OciLayerGzip, Digest::sha256_of(b"l"), 1),
             diff_id: Digest::sha256_of(b"d"),
             created_by: "RUN echo hi # buildkit".into(),
             layer_op: true,
+            created: Some("2026-01-02T03:04:05.5Z".into()),
         }
     }
 

@@ -287,9 +287,8 @@ impl Env<'_> {
     /// The finished stage's filesystem, materialised on first use (shared with `COPY --from`).
     pub(super) fn stage_root(&self, result: &StageResult) -> Result<PathBuf, BuildError> {
         let mut guard = result.frozen.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(self.materialise(&result.layers, &result.image.config.rootfs.diff_ids)?);
-        }
+        let diff_ids = &result.image.config.rootfs.diff_ids;
+        self.bring_up_to_date(&mut guard, &result.layers, diff_ids)?;
         Ok(guard
             .as_ref()
             .map(|t| t.path().to_path_buf())
