@@ -247,6 +247,24 @@ pub struct BuildArgs {
     /// One layer for the whole final stage.
     #[arg(long = "single-snapshot", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub single_snapshot: bool,
+    /// Write the build report here at the end of the build, a failed one too: a
+    /// self-contained HTML page, or JSON (the same data) for a `.json` name. Repeatable.
+    #[arg(long = "report", value_name = "FILE")]
+    pub reports: Vec<PathBuf>,
+    /// Attach SLSA v1 provenance to the pushed image (default: on when pushing;
+    /// `--provenance=false` skips it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub provenance: Option<bool>,
+    /// Attach an SPDX 2.3 SBOM (packages of dpkg, apk and rpm databases, and unowned files).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub sbom: bool,
+    /// List every file no package owns, with its sha256, in the SBOM (`=false` skips hashing).
+    #[arg(long = "sbom-files", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub sbom_files: bool,
+    /// How attestations are attached: `referrers` (OCI 1.1 artifacts, their subject the
+    /// image) or `buildkit` (an image index listing the image and an attestation manifest).
+    #[arg(long = "attest-format", value_enum, default_value = "referrers")]
+    pub attest_format: AttestFormatArg,
     /// Log level: panic, fatal, error, warn, info, debug, trace.
     #[arg(short = 'v', long, default_value = "info",
           value_parser = crate::kaniko_flags::VERBOSITY_LEVELS)]
@@ -275,6 +293,15 @@ pub enum ImageFormatArg {
     Oci,
     /// Docker v2 schema 2 media types.
     Docker,
+}
+
+/// `--attest-format`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum AttestFormatArg {
+    /// OCI 1.1 referrers (artifact manifests with a subject).
+    Referrers,
+    /// BuildKit's attestation manifest in an image index.
+    Buildkit,
 }
 
 /// `--network`.

@@ -30,7 +30,7 @@ mod history_times;
 mod layer_upload;
 mod layers;
 mod miss;
-mod output_file;
+pub(crate) mod output_file;
 mod registry_cache;
 mod run_mounts;
 mod stage;
@@ -40,6 +40,7 @@ mod tree_copy;
 pub type ProgressFn = Arc<dyn Fn(&BuildEvent) + Send + Sync>;
 
 /// Builds images; configured once, used for any number of builds.
+#[derive(Clone)]
 pub struct Builder {
     store: Store,
     work: WorkArea,
@@ -140,7 +141,35 @@ impl Builder {
         crate::off_runtime::off_runtime(|| self.build_here(request))
     }
 
-    fn build_here(&self, mut request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+    /// One build on this thread. With a report or attestations asked for, the report sink
+    /// sees every event and the outcome, so a failed build gets its report too.
+    fn build_here(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+        let pushes = self.remote.is_some() && !request.destinations.is_empty();
+        let Some(sink) = crate::attest_sink::AttestSink::for_request(&request, pushes, &self.store)
+        else {
+            return self.build_inner(request, None);
+        };
+        let details = crate::attest_sink::RequestDetails::of(&request);
+        let tap = sink.tap();
+        let user = self.progress.clone();
+        let tapped = Builder {
+            progress: Some(Arc::new(move |event: &BuildEvent| {
+                tap(event);
+                if let Some(user) = &user {
+                    user(event);
+                }
+            })),
+            ..self.clone()
+        };
+        let result = tapped.build_inner(request, Some(&sink));
+        sink.finish(self.remote.as_ref(), details, result)
+    }
+
+    fn build_inner(
+        &self,
+        mut request: BuildRequest,
+        attest: Option<&crate::attest_sink::AttestSink>,
+    ) -> Result<BuildOutcome, BuildError> {
         let build_dir = self.work.begin_build()?;
         let mut context = BuildContext::open(
             std::mem::replace(
@@ -195,6 +224,11 @@ impl Builder {
         let planned = plan_dockerfile_with(&text, &plan_request, &resolver)
             .map_err(|e| BuildError::Plan(e.render(&file_name)))?;
         let plan = planned.plan;
+        if let Some(sink) = attest.filter(|s| s.wants_inputs()) {
+            sink.set_inputs(crate::attest_sink::BuildInputs::of(
+                &text, &file_name, &context, &plan,
+            ));
+        }
         let warnings: Vec<String> = plan.warnings.iter().map(|w| w.render(&file_name)).collect();
         let layer_writer = LayerWriter::new(LayerOptions {
             compression: request.compression,
@@ -330,6 +364,7 @@ impl Builder {
         // Last, once the cache entries are in: every destination gets the image, blobs
         // uploaded once and mounted between repositories, each manifest after its blobs.
         if let (Some(remote), false) = (&self.remote, request.destinations.is_empty()) {
+            let push_started = std::time::Instant::now();
             outcome.pushed = remote
                 .push_from_store(
                     &self.store,
@@ -343,6 +378,9 @@ impl Builder {
                     }
                     other => other,
                 })?;
+            if let Some(sink) = attest {
+                sink.push_took(push_started.elapsed());
+            }
         }
         Ok(outcome)
     }
