@@ -173,7 +173,7 @@ impl Remote {
                 .client
                 .push_referrer(destination, manifest_bytes, &source),
         )
-            .map_err(|e| BuildError::Registry(format!("attestation push failed: {e}")))
+        .map_err(|e| BuildError::Registry(format!("attestation push failed: {e}")))
     }
 
     /// Makes `blobs` present in `destination`'s repository, then puts the manifest (or
@@ -201,10 +201,10 @@ impl Remote {
         let source = StoreBlobs { store };
         let client = &self.inner.client;
         self.block_on(async {
-                client.push_blobs(&target, blobs, &source).await?;
-                client.push_manifest(&target, bytes, media_type).await
-            })
-            .map_err(|e| fail(e.to_string()))
+            client.push_blobs(&target, blobs, &source).await?;
+            client.push_manifest(&target, bytes, media_type).await
+        })
+        .map_err(|e| fail(e.to_string()))
     }
 
     /// Checks that the credentials the chain has for `registry` are accepted (`rbuild login`).
