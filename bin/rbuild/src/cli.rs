@@ -3,12 +3,24 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// Daemonless OCI image builder: builds a Dockerfile and pushes the image, no Docker daemon,
-/// no privileged container.
+/// `rbuild version` and `--version`: the version, the commit and the build date.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RBUILD_COMMIT"),
+    ", built ",
+    env!("RBUILD_BUILD_DATE"),
+    ")"
+);
+
+/// Build a container image from a Dockerfile and push it to registries, without a Docker
+/// daemon or a privileged container. Takes Kaniko's flags.
+///
+/// Example: rbuild --context . --destination registry.example.com/team/app:1.0
 #[derive(Debug, Parser)]
 #[command(
     name = "rbuild",
-    version,
+    version = VERSION,
     args_conflicts_with_subcommands = true,
     // Kaniko (cobra) lets the last of a repeated flag win; CI templates rely on it to
     // override defaults with `$EXTRA_ARGS`. Repeatable flags still collect every value.
@@ -34,7 +46,7 @@ pub enum Command {
     /// Remove step-cache records and the blobs nothing needs any more from the local store;
     /// safe while builds run (what they use stays).
     Prune(PruneArgs),
-    /// Print rbuild's version.
+    /// Print rbuild's version, commit and build date.
     Version,
 }
 
@@ -141,6 +153,11 @@ pub struct BuildArgs {
     /// Reproducible image: every timestamp at 0 (unless SOURCE_DATE_EPOCH is set).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub reproducible: bool,
+    /// Print where each step's time went (process run, snapshot walk, tar, compress, hash,
+    /// store write, upload, apply) as a table after the build; `--log-format json` always
+    /// emits a `step_profile` event per step that made a layer.
+    #[arg(long)]
+    pub profile: bool,
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
     pub compression: CompressionArg,
@@ -230,6 +247,24 @@ pub struct BuildArgs {
     /// One layer for the whole final stage.
     #[arg(long = "single-snapshot", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub single_snapshot: bool,
+    /// Write the build report here at the end of the build, a failed one too: a
+    /// self-contained HTML page, or JSON (the same data) for a `.json` name. Repeatable.
+    #[arg(long = "report", value_name = "FILE")]
+    pub reports: Vec<PathBuf>,
+    /// Attach SLSA v1 provenance to the pushed image (default: on when pushing;
+    /// `--provenance=false` skips it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub provenance: Option<bool>,
+    /// Attach an SPDX 2.3 SBOM (packages of dpkg, apk and rpm databases, and unowned files).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub sbom: bool,
+    /// List every file no package owns, with its sha256, in the SBOM (`=false` skips hashing).
+    #[arg(long = "sbom-files", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub sbom_files: bool,
+    /// How attestations are attached: `referrers` (OCI 1.1 artifacts, their subject the
+    /// image) or `buildkit` (an image index listing the image and an attestation manifest).
+    #[arg(long = "attest-format", value_enum, default_value = "referrers")]
+    pub attest_format: AttestFormatArg,
     /// Log level: panic, fatal, error, warn, info, debug, trace.
     #[arg(short = 'v', long, default_value = "info",
           value_parser = crate::kaniko_flags::VERBOSITY_LEVELS)]
@@ -258,6 +293,15 @@ pub enum ImageFormatArg {
     Oci,
     /// Docker v2 schema 2 media types.
     Docker,
+}
+
+/// `--attest-format`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum AttestFormatArg {
+    /// OCI 1.1 referrers (artifact manifests with a subject).
+    Referrers,
+    /// BuildKit's attestation manifest in an image index.
+    Buildkit,
 }
 
 /// `--network`.

@@ -27,9 +27,10 @@ mod cache;
 mod cache_mount;
 mod copy_step;
 mod history_times;
+mod layer_upload;
 mod layers;
 mod miss;
-mod output_file;
+pub(crate) mod output_file;
 mod registry_cache;
 mod run_mounts;
 mod stage;
@@ -39,6 +40,7 @@ mod tree_copy;
 pub type ProgressFn = Arc<dyn Fn(&BuildEvent) + Send + Sync>;
 
 /// Builds images; configured once, used for any number of builds.
+#[derive(Clone)]
 pub struct Builder {
     store: Store,
     work: WorkArea,
@@ -70,6 +72,11 @@ struct StageResult {
     base_history: usize,
     /// The finished stage's filesystem, for `COPY --from` (materialised on first use).
     frozen: std::sync::Mutex<Option<layers::Tree>>,
+    /// Whether the stage's layers are part of the built image (the target and the stages it
+    /// is `FROM`); the others' layers never leave the machine.
+    final_image: bool,
+    /// Where the current step's time went.
+    phases: crate::request::StepPhases,
 }
 
 impl Builder {
@@ -127,8 +134,42 @@ impl Builder {
         }
     }
 
-    /// Runs one build.
-    pub fn build(&self, mut request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+    /// Runs one build. Blocking; safe to call from inside an async runtime (a task of
+    /// `#[tokio::main]`): the build then runs on a thread of its own while the caller waits
+    /// (wrap the call in `tokio::task::spawn_blocking` to keep the runtime's thread free).
+    pub fn build(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+        crate::off_runtime::off_runtime(|| self.build_here(request))
+    }
+
+    /// One build on this thread. With a report or attestations asked for, the report sink
+    /// sees every event and the outcome, so a failed build gets its report too.
+    fn build_here(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+        let pushes = self.remote.is_some() && !request.destinations.is_empty();
+        let Some(sink) = crate::attest_sink::AttestSink::for_request(&request, pushes, &self.store)
+        else {
+            return self.build_inner(request, None);
+        };
+        let details = crate::attest_sink::RequestDetails::of(&request);
+        let tap = sink.tap();
+        let user = self.progress.clone();
+        let tapped = Builder {
+            progress: Some(Arc::new(move |event: &BuildEvent| {
+                tap(event);
+                if let Some(user) = &user {
+                    user(event);
+                }
+            })),
+            ..self.clone()
+        };
+        let result = tapped.build_inner(request, Some(&sink));
+        sink.finish(self.remote.as_ref(), details, result)
+    }
+
+    fn build_inner(
+        &self,
+        mut request: BuildRequest,
+        attest: Option<&crate::attest_sink::AttestSink>,
+    ) -> Result<BuildOutcome, BuildError> {
         let build_dir = self.work.begin_build()?;
         let mut context = BuildContext::open(
             std::mem::replace(
@@ -183,6 +224,11 @@ impl Builder {
         let planned = plan_dockerfile_with(&text, &plan_request, &resolver)
             .map_err(|e| BuildError::Plan(e.render(&file_name)))?;
         let plan = planned.plan;
+        if let Some(sink) = attest.filter(|s| s.wants_inputs()) {
+            sink.set_inputs(crate::attest_sink::BuildInputs::of(
+                &text, &file_name, &context, &plan,
+            ));
+        }
         let warnings: Vec<String> = plan.warnings.iter().map(|w| w.render(&file_name)).collect();
         let layer_writer = LayerWriter::new(LayerOptions {
             compression: request.compression,
@@ -229,6 +275,7 @@ impl Builder {
                 }
             }
         }
+        let final_stages = final_stages(&plan);
         let env = Env {
             lease: self.store.lease()?,
             cache_ttl: request.cache_ttl,
@@ -244,10 +291,24 @@ impl Builder {
             scratch: build_dir.path(),
             context: &context,
             file_name: &file_name,
+            dockerfile_text: &text,
             created: &created,
             time,
             time_fixed: epoch.is_some(),
             layer_writer: &layer_writer,
+            local_layer_writer: LayerWriter::new(LayerOptions {
+                compression: rbuild_oci::Compression::None,
+                level: None,
+                source_date_epoch: epoch,
+                threads: None,
+            }),
+            final_stages,
+            // Layers stream to the first destination as they are written (the others mount
+            // them from there); a squashed image pushes none of its steps' layers.
+            stream_to: match (&self.remote, request.single_snapshot) {
+                (Some(_), false) => request.destinations.first().cloned(),
+                _ => None,
+            },
             format: request.format,
             no_cache: request.no_cache,
             allow_security_insecure: request.allow_security_insecure,
@@ -309,6 +370,7 @@ impl Builder {
         // Last, once the cache entries are in: every destination gets the image, blobs
         // uploaded once and mounted between repositories, each manifest after its blobs.
         if let (Some(remote), false) = (&self.remote, request.destinations.is_empty()) {
+            let push_started = std::time::Instant::now();
             outcome.pushed = remote
                 .push_from_store(
                     &self.store,
@@ -322,6 +384,9 @@ impl Builder {
                     }
                     other => other,
                 })?;
+            if let Some(sink) = attest {
+                sink.push_took(push_started.elapsed());
+            }
         }
         Ok(outcome)
     }
@@ -565,11 +630,19 @@ struct Env<'a> {
     scratch: &'a Path,
     context: &'a BuildContext,
     file_name: &'a str,
+    /// The Dockerfile's text (instructions as written, for progress labels).
+    dockerfile_text: &'a str,
     created: &'a str,
     time: BuildTime,
     /// The clock is `SOURCE_DATE_EPOCH`'s: every time is the build's.
     time_fixed: bool,
     layer_writer: &'a LayerWriter,
+    /// Writes the layers that never leave the machine (uncompressed).
+    local_layer_writer: LayerWriter,
+    /// The stages whose layers are part of the built image.
+    final_stages: std::collections::BTreeSet<usize>,
+    /// Where the built image's layers are uploaded while they are written.
+    stream_to: Option<rbuild_oci::Reference>,
     format: ImageFormat,
     no_cache: bool,
     /// `--allow security.insecure`.
@@ -682,6 +755,29 @@ impl Env<'_> {
         find_image(&self.builder.store, Some(self.lazy_images), name, platform)
     }
 
+    /// The instruction of `step` as written: its lines (continuations joined), blanks
+    /// collapsed. ONBUILD triggers, which have no lines of their own, show their keyword.
+    pub(super) fn instruction_text(&self, step: &Step) -> String {
+        let lines: Vec<&str> = self
+            .dockerfile_text
+            .lines()
+            .skip(step.span.line.saturating_sub(1))
+            .take(step.span.end_line.saturating_sub(step.span.line) + 1)
+            .collect();
+        let joined: Vec<&str> = lines
+            .iter()
+            .map(|l| l.trim().trim_end_matches('\\').trim())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let text = joined.join(" ");
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if step.onbuild || text.is_empty() {
+            step.instruction.keyword().to_string()
+        } else {
+            text
+        }
+    }
+
     pub(super) fn step_error(&self, step: &Step, message: impl Into<String>) -> BuildError {
         BuildError::Step {
             file: self.file_name.to_string(),
@@ -689,6 +785,24 @@ impl Env<'_> {
             message: message.into(),
         }
     }
+}
+
+/// The stages whose layers end up in the built image: the target and the stages it is built
+/// `FROM`, transitively. The others are only `COPY --from`ed or mounted.
+fn final_stages(plan: &rbuild_plan::Plan) -> std::collections::BTreeSet<usize> {
+    let mut stages = std::collections::BTreeSet::new();
+    let mut next = Some(plan.target);
+    while let Some(index) = next.filter(|i| stages.insert(*i)) {
+        next = plan
+            .stages
+            .iter()
+            .find(|s| s.index == index)
+            .and_then(|s| match s.base {
+                rbuild_plan::Base::Stage { index } => Some(index),
+                _ => None,
+            });
+    }
+    stages
 }
 
 /// A layer descriptor with the media type of the image format: a base image's layers keep
