@@ -133,14 +133,7 @@ impl World {
         let (_, manifest, _) = seed.get_image("busybox").unwrap();
         let host = registry.host();
         let base = Reference::parse(&format!("{host}/library/busybox:1")).unwrap();
-        remote()
-            .push_from_store(
-                &seed,
-                &manifest.to_canonical_json(),
-                &MediaType::OciManifest,
-                std::slice::from_ref(&base),
-            )
-            .unwrap();
+        push_image(&seed, &manifest, &base);
         let cache_repo = Reference::parse(&format!("{host}/team/app/cache")).unwrap();
         World {
             registry,
@@ -221,6 +214,18 @@ impl World {
         }
         out
     }
+}
+
+/// Pushes the image `manifest` (its blobs in `store`) as `reference`.
+fn push_image(store: &Store, manifest: &Manifest, reference: &Reference) {
+    remote()
+        .push_from_store(
+            store,
+            &manifest.to_canonical_json(),
+            &MediaType::OciManifest,
+            std::slice::from_ref(reference),
+        )
+        .unwrap();
 }
 
 fn remote() -> Remote {

@@ -219,6 +219,21 @@ pub(super) fn record_key(salt: &str, key: &Digest) -> Digest {
     e.finish()
 }
 
+/// The layer a step's record names (its descriptor, diffID, history text and time); `None`
+/// when the record is incomplete.
+pub(super) fn recorded_layer(entry: &CacheRecord) -> Option<StepLayer> {
+    Some(StepLayer {
+        descriptor: entry.descriptors.first()?.clone(),
+        diff_id: Digest::parse(entry.annotations.get("diff_id")?).ok()?,
+        created_by: entry.annotations.get("created_by")?.clone(),
+        layer_op: entry
+            .annotations
+            .get("layer_op")
+            .is_some_and(|v| v == "true"),
+        created: entry.annotations.get("created").cloned(),
+    })
+}
+
 impl Env<'_> {
     /// The key of a step's layer record: its cache key plus what shapes the blob.
     pub(super) fn record_key(&self, key: &Digest) -> Digest {
@@ -250,36 +265,19 @@ impl Env<'_> {
         let Some(entry) = self.local_record(record) else {
             return self.try_registry_cache(record, stage);
         };
-        let (Some(descriptor), Some(diff_id), Some(created_by)) = (
-            entry.descriptors.first(),
-            entry
-                .annotations
-                .get("diff_id")
-                .and_then(|d| Digest::parse(d).ok()),
-            entry.annotations.get("created_by"),
-        ) else {
+        let Some(layer) = recorded_layer(&entry) else {
             tracing::warn!(%record, "incomplete cache record ignored");
             return self.try_registry_cache(record, stage);
         };
         // Claimed under the store lock: a prune running now keeps it for this build.
-        if !self.lease.claim(std::slice::from_ref(&descriptor.digest))? {
+        if !self
+            .lease
+            .claim(std::slice::from_ref(&layer.descriptor.digest))?
+        {
             return self.try_registry_cache(record, stage);
         }
-        let layer_op = entry
-            .annotations
-            .get("layer_op")
-            .is_some_and(|v| v == "true");
-        let digest = descriptor.digest.clone();
-        self.record_layer(
-            stage,
-            StepLayer {
-                descriptor: descriptor.clone(),
-                diff_id,
-                created_by: created_by.clone(),
-                layer_op,
-                created: entry.annotations.get("created").cloned(),
-            },
-        );
+        let digest = layer.descriptor.digest.clone();
+        self.record_layer(stage, layer);
         Ok(Some(digest))
     }
 

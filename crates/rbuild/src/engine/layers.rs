@@ -198,21 +198,15 @@ impl Env<'_> {
         let Ok(Some(entry)) = store.get_cache_record(&local) else {
             return Ok(None);
         };
-        let (Some(plain), Some(diff_id), Some(created_by)) = (
-            entry.descriptors.first(),
-            entry
-                .annotations
-                .get("diff_id")
-                .and_then(|d| Digest::parse(d).ok()),
-            entry.annotations.get("created_by"),
-        ) else {
+        let Some(recorded) = super::cache::recorded_layer(&entry) else {
             return Ok(None);
         };
+        let (plain, diff_id) = (&recorded.descriptor, recorded.diff_id.clone());
         // Only this crate's own uncompressed layers, whose digest is their diffID.
         if plain.digest != diff_id || !store.has_blob(&plain.digest) {
             return Ok(None);
         }
-        let keyword = created_by.split(' ').next().unwrap_or_default();
+        let keyword = recorded.created_by.split(' ').next().unwrap_or_default();
         let blob = store.open_blob(&plain.digest)?;
         let (descriptor, compressed_diff_id) =
             self.store_layer(stage, keyword, |writer, out| {
@@ -228,12 +222,7 @@ impl Env<'_> {
         let layer = StepLayer {
             descriptor,
             diff_id,
-            created_by: created_by.clone(),
-            layer_op: entry
-                .annotations
-                .get("layer_op")
-                .is_some_and(|v| v == "true"),
-            created: entry.annotations.get("created").cloned(),
+            ..recorded
         };
         self.add_step_layer(stage, layer, Some(record));
         Ok(Some(digest))
@@ -417,13 +406,7 @@ impl Env<'_> {
         let Some(cache) = &self.registry_cache else {
             return error;
         };
-        let holder = self
-            .blob_sources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&layer.digest)
-            .cloned();
-        if holder.as_ref() != Some(cache.repo()) {
+        if self.blob_holder(&layer.digest).as_ref() != Some(cache.repo()) {
             return error;
         }
         BuildError::Registry(format!(
@@ -443,6 +426,15 @@ impl Env<'_> {
             .insert(digest.clone(), holder.clone());
     }
 
+    /// The registry repository known to hold the blob `digest`.
+    pub(super) fn blob_holder(&self, digest: &Digest) -> Option<Reference> {
+        self.blob_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+            .cloned()
+    }
+
     /// Downloads those of `layers` the store lacks from the repositories known to hold them.
     pub(super) fn ensure_blobs(&self, layers: &[Descriptor]) -> Result<(), BuildError> {
         let store = &self.builder.store;
@@ -451,13 +443,7 @@ impl Env<'_> {
             if store.has_blob(&layer.digest) {
                 continue;
             }
-            let holder = self
-                .blob_sources
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&layer.digest)
-                .cloned();
-            match (holder, &self.builder.remote) {
+            match (self.blob_holder(&layer.digest), &self.builder.remote) {
                 (Some(holder), Some(remote)) => fetches.push((remote, holder, layer)),
                 _ => {
                     return Err(BuildError::Registry(format!(

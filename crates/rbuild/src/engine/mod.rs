@@ -728,10 +728,7 @@ impl Env<'_> {
             .filter(|l| !self.builder.store.has_blob(&l.digest))
             .filter(|l| {
                 let holder = self
-                    .blob_sources
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&l.digest)
+                    .blob_holder(&l.digest)
                     .map(|h| h.registry().to_string());
                 exports
                     || self.registry_cache.is_none()

@@ -284,16 +284,7 @@ pub(super) fn a_moved_base_image_is_reported(world: &World) {
     let (_, manifest, config) = seed.get_image("busybox").unwrap();
     let base =
         Reference::parse(&format!("{}/library/busybox:moving", world.registry.host())).unwrap();
-    let push = |manifest: &rbuild::oci::Manifest| {
-        super::remote()
-            .push_from_store(
-                &seed,
-                &manifest.to_canonical_json(),
-                &MediaType::OciManifest,
-                std::slice::from_ref(&base),
-            )
-            .unwrap();
-    };
+    let push = |manifest: &rbuild::oci::Manifest| super::push_image(&seed, manifest, &base);
     push(&manifest);
     let context = world.fresh_dir("ctx-");
     super::common::write_files(&context, &[("src/a", "moving\n", 0o644)]);
