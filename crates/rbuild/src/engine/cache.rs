@@ -146,35 +146,15 @@ impl Env<'_> {
                 return self.try_registry_cache(record, stage);
             }
         };
-        let (Some(descriptor), Some(diff_id), Some(created_by)) = (
-            entry.descriptors.first(),
-            entry
-                .annotations
-                .get("diff_id")
-                .and_then(|d| Digest::parse(d).ok()),
-            entry.annotations.get("created_by"),
-        ) else {
+        let Some(layer) = StepLayer::from_record(&entry) else {
             tracing::warn!(%record, "incomplete cache record ignored");
             return self.try_registry_cache(record, stage);
         };
-        if !self.builder.store.has_blob(&descriptor.digest) {
+        if !self.builder.store.has_blob(&layer.descriptor.digest) {
             return self.try_registry_cache(record, stage);
         }
-        let layer_op = entry
-            .annotations
-            .get("layer_op")
-            .is_some_and(|v| v == "true");
-        let digest = descriptor.digest.clone();
-        self.record_layer(
-            stage,
-            StepLayer {
-                descriptor: descriptor.clone(),
-                diff_id,
-                created_by: created_by.clone(),
-                layer_op,
-                created: entry.annotations.get("created").cloned(),
-            },
-        );
+        let digest = layer.descriptor.digest.clone();
+        self.record_layer(stage, layer);
         Ok(Some(digest))
     }
 

@@ -37,6 +37,21 @@ pub(super) struct StepLayer {
     pub created: Option<String>,
 }
 
+impl StepLayer {
+    /// The layer a step cache record describes (as [`Env::commit_layer_with_owners`] writes
+    /// them); `None` for an incomplete record.
+    pub(super) fn from_record(entry: &CacheRecord) -> Option<StepLayer> {
+        let notes = &entry.annotations;
+        Some(StepLayer {
+            descriptor: entry.descriptors.first()?.clone(),
+            diff_id: notes.get("diff_id").and_then(|d| Digest::parse(d).ok())?,
+            created_by: notes.get("created_by")?.clone(),
+            layer_op: notes.get("layer_op").is_some_and(|v| v == "true"),
+            created: notes.get("created").cloned(),
+        })
+    }
+}
+
 /// What a layer is written from: a tree, the changes in it, and owners to record instead of
 /// the files' (a builder that is not root cannot give files their owners).
 pub(super) struct LayerSource<'a> {
@@ -188,27 +203,20 @@ impl Env<'_> {
         let Ok(Some(entry)) = store.get_cache_record(&local) else {
             return Ok(None);
         };
-        let (Some(plain), Some(diff_id), Some(created_by)) = (
-            entry.descriptors.first(),
-            entry
-                .annotations
-                .get("diff_id")
-                .and_then(|d| Digest::parse(d).ok()),
-            entry.annotations.get("created_by"),
-        ) else {
+        let Some(plain) = StepLayer::from_record(&entry) else {
             return Ok(None);
         };
         // Only this crate's own uncompressed layers, whose digest is their diffID.
-        if plain.digest != diff_id || !store.has_blob(&plain.digest) {
+        if plain.descriptor.digest != plain.diff_id || !store.has_blob(&plain.diff_id) {
             return Ok(None);
         }
-        let keyword = created_by.split(' ').next().unwrap_or_default();
-        let blob = store.open_blob(&plain.digest)?;
+        let keyword = plain.created_by.split(' ').next().unwrap_or_default();
+        let blob = store.open_blob(&plain.diff_id)?;
         let (descriptor, compressed_diff_id) =
             self.store_layer(stage, keyword, |writer, out| {
                 writer.compress_tar(std::io::BufReader::new(blob), out)
             })?;
-        if compressed_diff_id != diff_id {
+        if compressed_diff_id != plain.diff_id {
             // The stored blob is not what its record says: build the step instead.
             tracing::warn!(record = %local, "uncompressed layer does not match its record");
             return Ok(None);
@@ -217,13 +225,7 @@ impl Env<'_> {
         let digest = descriptor.digest.clone();
         let layer = StepLayer {
             descriptor,
-            diff_id,
-            created_by: created_by.clone(),
-            layer_op: entry
-                .annotations
-                .get("layer_op")
-                .is_some_and(|v| v == "true"),
-            created: entry.annotations.get("created").cloned(),
+            ..plain
         };
         self.add_step_layer(stage, layer, Some(record));
         Ok(Some(digest))
