@@ -3,6 +3,7 @@
 
 use crate::cli::LogFormatArg;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rbuild::plan::MissReason;
 use rbuild::registry::{PushOutcome, Transfer, TransferFn, TransferKind};
 use rbuild::{BuildEvent, BuildOutcome, ProgressFn, StepPhases, StepStatus};
 use serde_json::json;
@@ -31,6 +32,8 @@ pub struct Progress {
     format: LogFormatArg,
     started: Instant,
     step: Mutex<usize>,
+    /// The number each step got, by (stage, line), for naming a missed parent step.
+    numbers: Mutex<std::collections::BTreeMap<(usize, usize), usize>>,
     live: Option<Live>,
     /// `--log-timestamp`: every line starts with the time (JSON events get a `time` field).
     timestamps: bool,
@@ -46,6 +49,42 @@ struct ProfileRow {
     phases: StepPhases,
 }
 
+/// The live display's bars, once there is one: log lines (warnings of the libraries) are
+/// printed above them instead of through them (see [`LogWriter`]).
+static LIVE_BARS: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+
+/// Where `tracing` events are written: stderr, but above the live display when there is one,
+/// so a warning never leaves half-drawn spinner lines in the scrollback.
+#[derive(Default)]
+pub struct LogWriter {
+    buffer: Vec<u8>,
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&self.buffer).into_owned();
+        self.buffer.clear();
+        match LIVE_BARS.get() {
+            Some(bars) => bars.println(text.trim_end_matches('\n')),
+            None => std::io::stderr().lock().write_all(text.as_bytes()),
+        }
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
 /// The live display of a terminal.
 struct Live {
     bars: MultiProgress,
@@ -56,16 +95,20 @@ struct Live {
 
 impl Progress {
     pub fn new(format: LogFormatArg, timestamps: bool) -> Self {
-        let live =
-            (format != LogFormatArg::Json && std::io::stderr().is_terminal()).then(|| Live {
-                bars: MultiProgress::new(),
+        let live = (format != LogFormatArg::Json && std::io::stderr().is_terminal()).then(|| {
+            let bars = MultiProgress::new();
+            let _ = LIVE_BARS.set(bars.clone());
+            Live {
+                bars,
                 running: Mutex::new(None),
                 transfers: Mutex::new(None),
-            });
+            }
+        });
         Progress {
             format,
             started: Instant::now(),
             step: Mutex::new(0),
+            numbers: Mutex::default(),
             live,
             profile: None,
             timestamps,
@@ -114,12 +157,40 @@ impl Progress {
         let _ = writeln!(err, "{text}");
     }
 
+    /// `text` cut to the terminal's width (with `…`); as it is without a terminal.
+    fn fit(&self, text: &str) -> String {
+        let Some(width) = self.live.as_ref().map(|_| console::Term::stderr().size().1) else {
+            return text.to_string();
+        };
+        let width = usize::from(width).max(20);
+        if text.chars().count() <= width {
+            return text.to_string();
+        }
+        let mut cut: String = text.chars().take(width - 1).collect();
+        cut.push('…');
+        cut
+    }
+
+    /// Removes the byte counter of the transfers so far (terminal only): each step's
+    /// transfers get a fresh one instead of a stale line under the next step.
+    fn clear_transfers(&self) {
+        let Some(live) = &self.live else { return };
+        if let Some(bar) = live
+            .transfers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+
     /// Shows `label` as the running step (terminal only).
     fn start_spinner(&self, label: String) {
         let Some(live) = &self.live else { return };
         let bar = live.bars.add(ProgressBar::new_spinner());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {elapsed_precise}")
+            ProgressStyle::with_template("{spinner} {elapsed_precise} {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_message(label);
@@ -178,17 +249,30 @@ impl Progress {
                 stage,
                 line,
                 keyword,
+                stage_name,
+                position,
+                count,
+                text,
+                ..
             } => {
                 *step += 1;
+                self.numbers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((*stage, *line), *step);
                 if self.json() {
                     self.line(
                         &json!({"event": "step_started", "step": *step, "stage": stage,
-                                "line": line, "instruction": keyword})
+                                "stage_name": stage_name, "position": position,
+                                "count": count, "line": line, "instruction": keyword,
+                                "text": text})
                         .to_string(),
                     );
                 } else {
-                    let label = format!("#{} {keyword} (line {line})", *step);
-                    self.line(&label);
+                    // BuildKit's label: `[build 3/4] RUN make`, cut to the terminal's width.
+                    let label = format!("#{} [{stage_name} {position}/{count}] {text}", *step);
+                    self.clear_transfers();
+                    self.line(&self.fit(&label));
                     self.start_spinner(label);
                 }
             }
@@ -200,6 +284,41 @@ impl Progress {
                     );
                 } else {
                     self.line(&format!("#{} | {text}", *step));
+                }
+            }
+            BuildEvent::CacheMiss {
+                stage,
+                line,
+                keyword,
+                reason,
+            } => {
+                let number = |l: &usize| {
+                    self.numbers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&(*stage, *l))
+                        .copied()
+                };
+                let own = number(line).unwrap_or(*step);
+                let text = match reason {
+                    MissReason::ParentMissed { line: parent } => match number(parent) {
+                        Some(n) => format!("parent step #{n} missed"),
+                        None => reason.to_string(),
+                    },
+                    other => other.to_string(),
+                };
+                if self.json() {
+                    let mut event = json!({"event": "cache_miss", "step": own, "stage": stage,
+                                           "line": line, "instruction": keyword,
+                                           "message": text});
+                    if let (Some(map), Ok(serde_json::Value::Object(why))) =
+                        (event.as_object_mut(), serde_json::to_value(reason))
+                    {
+                        map.extend(why);
+                    }
+                    self.line(&event.to_string());
+                } else {
+                    self.line(&self.paint("33", &format!("#{own} {keyword} missed: {text}")));
                 }
             }
             BuildEvent::StepFinished(report) => {

@@ -1,7 +1,6 @@
 //! rbuild: build OCI images from Dockerfiles without a daemon.
 //!
-//! This crate is what other build tools embed and what the `rbuild` binary is a thin script
-//! over:
+//! This crate is what other build tools embed, and what the `rbuild` command line calls:
 //!
 //! - [`plan_dockerfile`]: Dockerfile text → the layer plan (`rbuild plan`);
 //! - [`Builder`]: configured once (content store, RUN runner, progress callback), then
@@ -50,6 +49,11 @@
 //!   the same manifest digest.
 //! - [`BuildContext`] with `.dockerignore` ([`IgnoreMatcher`], Docker's own rules).
 //! - [`Remote`]: pushes a built image from the store to any number of destinations.
+//! - Report and attestations ([`BuildRequest::report`], `provenance`, `sbom`,
+//!   `attest_format`; see [`attest`]): a JSON or HTML build report written at the end of
+//!   every build (a failed one too), SLSA provenance and an SPDX SBOM attached to the pushed
+//!   image as OCI 1.1 referrers (or BuildKit's attestation index), and written into the OCI
+//!   layout.
 //!
 //! The underlying crates are re-exported, so an embedder needs only this one dependency:
 //! [`dockerfile`] (parsing and word expansion), [`plan`] (the layer-plan IR), [`oci`] (digests,
@@ -85,7 +89,45 @@
 //! assert_eq!(outcome.manifest.layers.len(), 1);
 //! assert_eq!(outcome.config.config.cmd, Some(vec!["/hello".to_string()]));
 //! ```
+//!
+//! # In your program: the helper entry point, pushing, async callers
+//!
+//! `RUN` steps run in a sandbox that re-executes the running program as its helper, so a
+//! program that builds Dockerfiles with `RUN` **must call [`run_sandbox_helper_if_requested`]
+//! first thing in `main`** (it returns at once in the ordinary process). Forgetting it makes
+//! the first `RUN` fail with "neither user namespaces nor chroot work here". A [`Remote`]
+//! pulls bases and pushes the result to [`BuildRequest::destinations`], with the registry
+//! options and credentials (docker config, `credHelpers`) the CLI uses.
+//!
+//! [`Builder::build`] blocks. It may be called from an async task (`#[tokio::main]`): it then
+//! runs on a thread of its own (so does every [`Remote`] method), though
+//! `tokio::task::spawn_blocking` keeps the runtime's worker free meanwhile. A complete program,
+//! also in `examples/build_and_push.rs` (built and run by the tests):
+//!
+//! ```no_run
+//! use rbuild::oci::Reference;
+//! use rbuild::registry::{CredentialChain, RegistryOptions};
+//! use rbuild::{BuildRequest, Builder, ContextSource, Remote};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//!     rbuild::run_sandbox_helper_if_requested(); // first thing: RUN needs it
+//!     let remote = Remote::new(RegistryOptions::default(), CredentialChain::from_env())?;
+//!     let builder = Builder::new("/var/cache/rbuild")?.with_remote(&remote);
+//!     let request = BuildRequest {
+//!         context: ContextSource::Dir("./app".into()),
+//!         destinations: vec![Reference::parse("registry.example.com/team/app:1.0")?],
+//!         ..BuildRequest::default()
+//!     };
+//!     let outcome = tokio::task::spawn_blocking(move || builder.build(request)).await??;
+//!     for pushed in &outcome.pushed {
+//!         println!("{}@{}", pushed.reference, pushed.digest);
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
+pub use rbuild_attest as attest;
 pub use rbuild_dockerfile as dockerfile;
 pub use rbuild_oci as oci;
 pub use rbuild_plan as plan;
@@ -93,6 +135,7 @@ pub use rbuild_registry as registry;
 pub use rbuild_sandbox as sandbox;
 pub use rbuild_store as store;
 
+mod attest_sink;
 pub mod context;
 pub mod copy;
 pub mod dockerignore;
@@ -101,6 +144,7 @@ mod error;
 pub mod history;
 pub mod image_state;
 mod input_digest;
+mod off_runtime;
 mod planning;
 mod proxy_env;
 mod remote;
@@ -122,8 +166,8 @@ pub use rbuild_oci::Compression;
 pub use rbuild_sandbox::run_helper_if_requested as run_sandbox_helper_if_requested;
 pub use remote::Remote;
 pub use request::{
-    default_cache_repo, BuildEvent, BuildOutcome, BuildRequest, CancelToken, DockerfileSource,
-    ImageFormat, StepPhases, StepReport, StepStatus,
+    default_cache_repo, AttestFormat, BuildEvent, BuildOutcome, BuildRequest, CancelToken,
+    DockerfileSource, ImageFormat, StepPhases, StepReport, StepStatus,
 };
 pub use runner::{Isolation, NoRunner, RunChanges, RunError, RunRequest, StepRunner};
 pub use sandbox_runner::{LazySandboxRunner, SandboxRunner};

@@ -32,6 +32,18 @@ pub enum ImageFormat {
     Docker,
 }
 
+/// How attestations are attached to a pushed image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AttestFormat {
+    /// OCI 1.1: one artifact manifest per document, its `subject` the image, found through
+    /// the referrers API or the `sha256-<hex>` referrers tag (the default).
+    #[default]
+    Referrers,
+    /// BuildKit's: one attestation manifest of in-toto statements, listed beside the image in
+    /// an image index that the destination tag then names.
+    Buildkit,
+}
+
 /// One build.
 #[derive(Debug)]
 pub struct BuildRequest {
@@ -107,6 +119,19 @@ pub struct BuildRequest {
     pub cache_copy_layers: bool,
     /// `--cache-run-layers`: RUN layers go to the registry cache (default true).
     pub cache_run_layers: bool,
+    /// `--report FILE` (repeatable): the build report, written at the end of every build, a
+    /// failed one too: JSON for a `.json` name, a self-contained HTML page otherwise.
+    pub report: Vec<PathBuf>,
+    /// `--provenance`: attach SLSA v1 provenance to the image. `None`: on when the image is
+    /// pushed (the builder has a remote and the request destinations).
+    pub provenance: Option<bool>,
+    /// `--sbom`: attach an SPDX 2.3 SBOM of the image.
+    pub sbom: bool,
+    /// `--sbom-files`: the SBOM lists every file no package owns, with its sha256 (default
+    /// true; false skips the hashing).
+    pub sbom_files: bool,
+    /// `--attest-format`.
+    pub attest_format: AttestFormat,
     /// `--no-push-cache`: the registry cache is read, never written.
     pub no_push_cache: bool,
 }
@@ -152,6 +177,11 @@ impl Default for BuildRequest {
             cache_ttl: None,
             cache_copy_layers: true,
             cache_run_layers: true,
+            report: Vec::new(),
+            provenance: None,
+            sbom: false,
+            sbom_files: true,
+            attest_format: AttestFormat::Referrers,
             no_push_cache: false,
         }
     }
@@ -261,6 +291,14 @@ pub enum BuildEvent {
         line: usize,
         /// The instruction keyword.
         keyword: &'static str,
+        /// The stage's name (`stage-N` for an unnamed one), for `[name n/m]` labels.
+        stage_name: String,
+        /// The step's position in its stage, BuildKit's way: `FROM` is 1, the first step 2.
+        position: usize,
+        /// The number of positions of the stage (its steps and its `FROM`).
+        count: usize,
+        /// The instruction as written (continuation lines joined, runs of blanks collapsed).
+        text: String,
     },
     /// A line of a RUN step's output.
     Output {
@@ -268,6 +306,19 @@ pub enum BuildEvent {
         line: usize,
         /// The text (without its newline).
         text: String,
+    },
+    /// A layer step missed the cache, and an earlier record of the same step (same stage,
+    /// position and instruction kind) says why; sent before the step runs. Names only, never
+    /// a value.
+    CacheMiss {
+        /// The stage's file index.
+        stage: usize,
+        /// The step's line.
+        line: usize,
+        /// The instruction keyword.
+        keyword: &'static str,
+        /// Why its key differs from the earlier record's.
+        reason: rbuild_plan::MissReason,
     },
     /// A step finished.
     StepFinished(StepReport),

@@ -670,6 +670,7 @@ fn progress_events_and_docker_format_with_zstd() {
             rbuild::BuildEvent::ImageCommitted { .. } => "committed".into(),
             rbuild::BuildEvent::Output { .. } => "output".into(),
             rbuild::BuildEvent::Isolation { .. } => "isolation".into(),
+            rbuild::BuildEvent::CacheMiss { .. } => "miss".into(),
         })
         .collect();
     assert_eq!(

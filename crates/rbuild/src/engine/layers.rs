@@ -124,6 +124,11 @@ impl Env<'_> {
         )?;
         let committing = Instant::now();
         let (digest, size) = writer.commit(Some(&info.digest), Some(info.size))?;
+        if !self.lease.claim(std::slice::from_ref(&digest))? {
+            return Err(BuildError::Plan(format!(
+                "layer {digest} vanished from the store as it was written (removed by hand?)"
+            )));
+        }
         let phases = &mut stage.phases;
         phases.tar += profile.tar();
         phases.compress += profile.compress();
@@ -169,6 +174,11 @@ impl Env<'_> {
                         .clone()
                         .unwrap_or_else(|| self.created.to_string()),
                 ),
+                // For `--cache-ttl` (the history time may be SOURCE_DATE_EPOCH's).
+                (
+                    "recorded",
+                    crate::timestamp::BuildTime::now().seconds.to_string(),
+                ),
             ];
             for (name, value) in notes {
                 entry.annotations.insert(name.into(), value);
@@ -207,7 +217,11 @@ impl Env<'_> {
             return Ok(None);
         };
         // Only this crate's own uncompressed layers, whose digest is their diffID.
-        if plain.descriptor.digest != plain.diff_id || !store.has_blob(&plain.diff_id) {
+        if plain.descriptor.digest != plain.diff_id {
+            return Ok(None);
+        }
+        // Claimed under the store lock: a prune running now keeps it while it is read.
+        if !self.lease.claim(std::slice::from_ref(&plain.diff_id))? {
             return Ok(None);
         }
         let keyword = plain.created_by.split(' ').next().unwrap_or_default();

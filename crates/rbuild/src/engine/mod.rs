@@ -29,7 +29,8 @@ mod copy_step;
 mod history_times;
 mod layer_upload;
 mod layers;
-mod output_file;
+mod miss;
+pub(crate) mod output_file;
 mod registry_cache;
 mod run_mounts;
 mod stage;
@@ -39,6 +40,7 @@ mod tree_copy;
 pub type ProgressFn = Arc<dyn Fn(&BuildEvent) + Send + Sync>;
 
 /// Builds images; configured once, used for any number of builds.
+#[derive(Clone)]
 pub struct Builder {
     store: Store,
     work: WorkArea,
@@ -132,8 +134,42 @@ impl Builder {
         }
     }
 
-    /// Runs one build.
-    pub fn build(&self, mut request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+    /// Runs one build. Blocking; safe to call from inside an async runtime (a task of
+    /// `#[tokio::main]`): the build then runs on a thread of its own while the caller waits
+    /// (wrap the call in `tokio::task::spawn_blocking` to keep the runtime's thread free).
+    pub fn build(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+        crate::off_runtime::off_runtime(|| self.build_here(request))
+    }
+
+    /// One build on this thread. With a report or attestations asked for, the report sink
+    /// sees every event and the outcome, so a failed build gets its report too.
+    fn build_here(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+        let pushes = self.remote.is_some() && !request.destinations.is_empty();
+        let Some(sink) = crate::attest_sink::AttestSink::for_request(&request, pushes, &self.store)
+        else {
+            return self.build_inner(request, None);
+        };
+        let details = crate::attest_sink::RequestDetails::of(&request);
+        let tap = sink.tap();
+        let user = self.progress.clone();
+        let tapped = Builder {
+            progress: Some(Arc::new(move |event: &BuildEvent| {
+                tap(event);
+                if let Some(user) = &user {
+                    user(event);
+                }
+            })),
+            ..self.clone()
+        };
+        let result = tapped.build_inner(request, Some(&sink));
+        sink.finish(self.remote.as_ref(), details, result)
+    }
+
+    fn build_inner(
+        &self,
+        mut request: BuildRequest,
+        attest: Option<&crate::attest_sink::AttestSink>,
+    ) -> Result<BuildOutcome, BuildError> {
         let build_dir = self.work.begin_build()?;
         let mut context = BuildContext::open(
             std::mem::replace(
@@ -188,6 +224,11 @@ impl Builder {
         let planned = plan_dockerfile_with(&text, &plan_request, &resolver)
             .map_err(|e| BuildError::Plan(e.render(&file_name)))?;
         let plan = planned.plan;
+        if let Some(sink) = attest.filter(|s| s.wants_inputs()) {
+            sink.set_inputs(crate::attest_sink::BuildInputs::of(
+                &text, &file_name, &context, &plan,
+            ));
+        }
         let warnings: Vec<String> = plan.warnings.iter().map(|w| w.render(&file_name)).collect();
         let layer_writer = LayerWriter::new(LayerOptions {
             compression: request.compression,
@@ -195,10 +236,48 @@ impl Builder {
             source_date_epoch: epoch,
             threads: None,
         });
-        let keys = cache::plan_keys(&plan, &context, &self.store, &lazy_images);
+        let planned_keys = cache::plan_keys(&plan, &context, &self.store, &lazy_images);
+        let record_salt = format!(
+            "{:?}/{:?}/{:?}/{:?}",
+            request.compression, request.compression_level, epoch, request.format
+        );
+        let mut identities = BTreeMap::new();
+        let mut record_places = std::collections::HashMap::new();
+        for stage in &plan.stages {
+            let label = stage
+                .name
+                .clone()
+                .unwrap_or_else(|| stage.index.to_string());
+            for (position, step) in stage.steps.iter().enumerate() {
+                let keyword = step.instruction.keyword();
+                let place = (stage.index, position);
+                if !planned_keys.inputs.contains_key(&place) {
+                    continue;
+                }
+                identities.insert(place, miss::step_identity(&label, position, keyword));
+                if let Some(Some(key)) = planned_keys.keys.get(&place) {
+                    let record = cache::record_key(&record_salt, key);
+                    record_places.insert(
+                        record,
+                        miss::StepPlace {
+                            stage: stage.index,
+                            position,
+                            line: step.span.line,
+                            keyword,
+                        },
+                    );
+                }
+            }
+        }
         let final_stages = final_stages(&plan);
         let env = Env {
-            keys,
+            lease: self.store.lease()?,
+            cache_ttl: request.cache_ttl,
+            keys: planned_keys.keys,
+            key_inputs: planned_keys.inputs,
+            identities,
+            record_places,
+            build_arg_names: request.build_args.keys().cloned().collect(),
             lazy_images: &lazy_images,
             registry_cache,
             blob_sources: Default::default(),
@@ -206,6 +285,7 @@ impl Builder {
             scratch: build_dir.path(),
             context: &context,
             file_name: &file_name,
+            dockerfile_text: &text,
             created: &created,
             time,
             time_fixed: epoch.is_some(),
@@ -230,10 +310,7 @@ impl Builder {
             cancel: request.cancel.clone(),
             secrets: &request.secrets,
             proxy_env: crate::proxy_env::proxy_env(&request.build_args),
-            record_salt: format!(
-                "{:?}/{:?}/{:?}/{:?}",
-                request.compression, request.compression_level, epoch, request.format
-            ),
+            record_salt,
         };
 
         // The sandbox is checked before anything is built, and says how it isolates.
@@ -261,6 +338,18 @@ impl Builder {
             if !request.no_cache {
                 let records = env.registry_records(&plan);
                 cache.probe(&records);
+                // The steps that will miss there: their earlier records explain why.
+                let missing: Vec<Digest> = records
+                    .iter()
+                    .filter(|r| cache.lookup(r).is_none())
+                    .filter_map(|r| {
+                        let place = env.record_places.get(r)?;
+                        env.identities.get(&(place.stage, place.position)).cloned()
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    cache.probe_identities(&missing);
+                }
             }
         }
         let outcome = self.run_stages(&env, &plan, &request, &created);
@@ -275,6 +364,7 @@ impl Builder {
         // Last, once the cache entries are in: every destination gets the image, blobs
         // uploaded once and mounted between repositories, each manifest after its blobs.
         if let (Some(remote), false) = (&self.remote, request.destinations.is_empty()) {
+            let push_started = std::time::Instant::now();
             outcome.pushed = remote
                 .push_from_store(
                     &self.store,
@@ -288,6 +378,9 @@ impl Builder {
                     }
                     other => other,
                 })?;
+            if let Some(sink) = attest {
+                sink.push_took(push_started.elapsed());
+            }
         }
         Ok(outcome)
     }
@@ -505,8 +598,21 @@ impl Builder {
 
 /// What every step of one build shares.
 struct Env<'a> {
+    /// The build's claim on the blobs of its cache hits and layers (a concurrent prune keeps
+    /// them).
+    lease: rbuild_store::Lease,
+    /// `--cache-ttl`: local records older than this are not used either.
+    cache_ttl: Option<std::time::Duration>,
     /// Every step's cache key, by (stage index, step position), computed before the build.
     keys: BTreeMap<(usize, usize), Option<Digest>>,
+    /// What each keyed layer step's key is made of, by (stage index, step position).
+    key_inputs: BTreeMap<(usize, usize), rbuild_plan::KeyInputs>,
+    /// The step identity of each of those steps.
+    identities: BTreeMap<(usize, usize), Digest>,
+    /// Where the step of each layer record stands.
+    record_places: std::collections::HashMap<Digest, miss::StepPlace>,
+    /// The names of the build's `--build-arg`s (a miss names them as build args).
+    build_arg_names: std::collections::BTreeSet<String>,
     /// Images resolved without their layers (with `--cache`).
     lazy_images: &'a LazyImages,
     /// `--cache`: the registry cache.
@@ -518,6 +624,8 @@ struct Env<'a> {
     scratch: &'a Path,
     context: &'a BuildContext,
     file_name: &'a str,
+    /// The Dockerfile's text (instructions as written, for progress labels).
+    dockerfile_text: &'a str,
     created: &'a str,
     time: BuildTime,
     /// The clock is `SOURCE_DATE_EPOCH`'s: every time is the build's.
@@ -635,6 +743,29 @@ impl Env<'_> {
         platform: &rbuild_oci::Platform,
     ) -> Result<(Descriptor, Manifest, rbuild_oci::ImageConfig), rbuild_store::StoreError> {
         find_image(&self.builder.store, Some(self.lazy_images), name, platform)
+    }
+
+    /// The instruction of `step` as written: its lines (continuations joined), blanks
+    /// collapsed. ONBUILD triggers, which have no lines of their own, show their keyword.
+    pub(super) fn instruction_text(&self, step: &Step) -> String {
+        let lines: Vec<&str> = self
+            .dockerfile_text
+            .lines()
+            .skip(step.span.line.saturating_sub(1))
+            .take(step.span.end_line.saturating_sub(step.span.line) + 1)
+            .collect();
+        let joined: Vec<&str> = lines
+            .iter()
+            .map(|l| l.trim().trim_end_matches('\\').trim())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let text = joined.join(" ");
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if step.onbuild || text.is_empty() {
+            step.instruction.keyword().to_string()
+        } else {
+            text
+        }
     }
 
     pub(super) fn step_error(&self, step: &Step, message: impl Into<String>) -> BuildError {

@@ -90,6 +90,13 @@ impl Env<'_> {
                 stage: stage.index,
                 line: step.span.line,
                 keyword,
+                stage_name: stage
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("stage-{}", stage.index)),
+                position: position + 2,
+                count: stage.steps.len() + 1,
+                text: self.instruction_text(step),
             });
             let started = Instant::now();
             let key = self.keys.get(&(stage.index, position)).cloned().flatten();
@@ -99,6 +106,9 @@ impl Env<'_> {
                 .map(|k| self.layer_record_key(&result, keyword, k));
             result.phases = Default::default();
             let done = self.run_step(step, &mut result, results, record.as_ref())?;
+            if let Some((_, cached)) = &done {
+                self.record_inputs(stage.index, position, !cached && !self.no_cache);
+            }
             result.key = key.clone();
             if let Some((_, false)) = &done {
                 self.builder.emit(BuildEvent::StepProfile {
