@@ -4,6 +4,7 @@
 #   benches/e2e/run.sh [--runs N] [--scenario NAME]... [--builders buildah,rbuild] [--json]
 #                      [--keep-work] [--profile]
 #
+# RBUILD_ARGS="--compression-level 1" (say) adds flags to every rbuild build.
 # Makes busybox base images (cached under $RBUILD_BENCH_CACHE), starts a private docker-registry
 # on loopback behind a byte-counting forwarder, builds each scenario N times with each builder
 # and prints a table (or, with --json, one JSON object) on stdout. Progress goes to stderr.
@@ -19,7 +20,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 LIB=$HERE/lib
-ALL_SCENARIOS=(small-app many-files big-base multistage one-change fully-cached)
+ALL_SCENARIOS=(small-app many-files big-base multistage big-run one-change fully-cached)
 
 RUNS=3
 SCENARIOS=()
@@ -30,8 +31,9 @@ PROFILE=0
 RBUILD=${RBUILD:-$ROOT/target/release/rbuild}
 CACHE=${RBUILD_BENCH_CACHE:-${TMPDIR:-/tmp}/rbuild-bench-cache}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
+read -ra RBUILD_EXTRA <<<"${RBUILD_ARGS:-}"
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "run.sh: $*" >&2; exit 2; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
@@ -178,7 +180,7 @@ detect_rbuild() {
   fi
   local flag help
   help=$("${RBUILD_PREFIX[@]}" --help 2>&1)
-  for flag in cache cache-repo cache-dir cache-copy-layers; do
+  for flag in cache cache-repo cache-dir cache-copy-layers profile; do
     if grep -qE -- "--$flag([ ,=<[]|\$)" <<<"$help"; then RBUILD_HAS+=("$flag"); fi
   done
   RBUILD_STATE="${RBUILD_PREFIX[*]} (flags found: ${RBUILD_HAS[*]:-none})"
@@ -234,13 +236,15 @@ write_build_script() {  # builder mode state_dir dockerfile context destination 
         echo "mkdir -p \"\$HOME\""
         local extra=()
         rbuild_has cache-dir && extra+=(--cache-dir "$state/store")
+        # rbuild's own per-step phases (process run, snapshot, tar, compress, ...).
+        [ "$PROFILE" = 1 ] && rbuild_has profile && extra+=(--profile)
         if [ "$mode" != plain ]; then
           # Kaniko's default cache flags only (`--cache`, no `--cache-copy-layers`): rbuild
           # caches every step kind by default, as buildah's --cache-to does.
           rbuild_has cache && extra+=(--cache)
           [ "$mode" = local-cache ] || extra+=(--cache-repo "$cache_repo")
         fi
-        echo "$wrap_build$(q "${RBUILD_PREFIX[@]}") --context $(q "$ctx") --dockerfile $(q "$df") --destination $(q "$dest") --insecure $(q "${RBUILD_INSECURE_PULL[@]}" "${extra[@]}")"
+        echo "$wrap_build$(q "${RBUILD_PREFIX[@]}") --context $(q "$ctx") --dockerfile $(q "$df") --destination $(q "$dest") --insecure $(q "${RBUILD_INSECURE_PULL[@]}" "${extra[@]}" "${RBUILD_EXTRA[@]}")"
         ;;
     esac
   } >"$script"
@@ -301,7 +305,7 @@ run_one() {  # scenario builder run
   gen "$s" "$rd/in"
   local df=$rd/in/Dockerfile ctx=$rd/in/context
   case "$s" in
-    small-app|many-files|big-base|multistage)
+    small-app|many-files|big-base|multistage|big-run)
       write_build_script "$b" plain "$rd/state" "$df" "$ctx" "$dest" "$cache_repo" "$rd/timed.sh"
       run_timed "$s" "$b" "$n" "$rd/timed.sh" "$rd/timed.log"
       ;;
@@ -367,6 +371,7 @@ json.dump({
     "load_end": "$(cut -d' ' -f1-3 /proc/loadavg)",
     "buildah_version": "$BUILDAH_VERSION",
     "rbuild": """$RBUILD_STATE""",
+    "rbuild_args": """${RBUILD_ARGS:-}""",
     "profile": bool($PROFILE),
 }, open(sys.argv[1], "w"), indent=2)
 EOF

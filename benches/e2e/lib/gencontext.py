@@ -25,6 +25,7 @@ SCENARIOS = {
     "many-files": "many-files",
     "big-base": "big-base",
     "multistage": "multistage",
+    "big-run": "big-run",
 }
 
 SMALL_APP_FILES = 2_000

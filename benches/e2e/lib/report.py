@@ -110,7 +110,8 @@ def table(meta, summaries):
         f"# disk: {meta['disk']}",
         f"# load average: start {meta['load_start']}  end {meta.get('load_end', '?')}"
         "  (shared machine: numbers are noisy)",
-        f"# buildah: {meta.get('buildah_version', '-')}  rbuild: {meta.get('rbuild', '-')}",
+        f"# buildah: {meta.get('buildah_version', '-')}  rbuild: {meta.get('rbuild', '-')}"
+        + (f"  RBUILD_ARGS: {meta['rbuild_args']}" if meta.get("rbuild_args") else ""),
         fmt(header), fmt(["-" * w for w in widths]),
     ]
     out += [fmt(line) for line in lines]

@@ -20,7 +20,9 @@ pub(crate) struct ChunkSink<'p> {
     buf: Vec<u8>,
     profile: &'p WriteProfile,
     /// Time spent waiting for the compressor to take a chunk.
-    pub(crate) blocked: Duration,
+    blocked: Duration,
+    /// Time spent hashing (the diffID).
+    hashing: Duration,
     filled: usize,
     hasher: Sha256Hasher,
     tx: SyncSender<Vec<u8>>,
@@ -37,6 +39,7 @@ impl<'p> ChunkSink<'p> {
             buf: vec![0; CHUNK_SIZE],
             profile,
             blocked: Duration::ZERO,
+            hashing: Duration::ZERO,
             filled: 0,
             hasher: Sha256Hasher::new(),
             tx,
@@ -80,19 +83,26 @@ impl<'p> ChunkSink<'p> {
         Ok(copied)
     }
 
-    /// Sends what is left and returns the digest and length of everything written.
-    pub(crate) fn finish(mut self) -> io::Result<(Digest, u64)> {
+    /// Sends what is left and returns the digest and length of everything written, and the
+    /// time spent hashing and waiting for the compressor (not the producer's own work).
+    pub(crate) fn finish(mut self) -> io::Result<(Digest, u64, Duration)> {
         if self.filled > 0 {
             self.send_chunk()?;
         }
         // The end-of-stream marker: no data chunk is ever empty.
+        let started = Instant::now();
         self.tx.send(Vec::new()).map_err(|_| stopped())?;
-        Ok(self.hasher.finish())
+        let others = self.hashing + self.blocked + started.elapsed();
+        let (digest, len) = self.hasher.finish();
+        Ok((digest, len, others))
     }
 
     fn send_chunk(&mut self) -> io::Result<()> {
-        let (hasher, data) = (&mut self.hasher, &self.buf[..self.filled]);
-        self.profile.time(Phase::Hash, || hasher.update(data));
+        let started = Instant::now();
+        self.hasher.update(&self.buf[..self.filled]);
+        let hashing = started.elapsed();
+        self.hashing += hashing;
+        self.profile.add(Phase::Hash, hashing);
         let next = match self.recycled.try_recv() {
             Ok(mut buf) => {
                 buf.resize(CHUNK_SIZE, 0);

@@ -165,14 +165,11 @@ impl LayerWriter {
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || {
                 let start = Instant::now();
-                let hashed = profile.hash();
                 let mut sink = ChunkSink::new(tx, recycle_rx, profile);
                 let entries = produce(&mut sink)?;
-                let blocked = sink.blocked;
-                let (diff_id, size) = sink.finish().map_err(LayerError::Output)?;
+                let (diff_id, size, others) = sink.finish().map_err(LayerError::Output)?;
                 // The tar thread's own work: not its hashing, not its waits.
-                let own = profile.hash().saturating_sub(hashed) + blocked;
-                profile.add(Phase::Tar, start.elapsed().saturating_sub(own));
+                profile.add(Phase::Tar, start.elapsed().saturating_sub(others));
                 Ok::<_, LayerError>((diff_id, size, entries))
             });
             let compressed = compress_chunks(&self.options, rx, recycle_tx, out, profile);

@@ -47,6 +47,23 @@ fn big_context(dir: &Path, seed: u64) -> std::path::PathBuf {
     context
 }
 
+/// Builds `COPY big /big` from a fresh store in `work` and pushes it to `host`'s team/app:v1.
+fn build_and_push(
+    builder: &Builder,
+    work: &Path,
+    seed: u64,
+    host: &str,
+) -> Result<rbuild::BuildOutcome, rbuild::BuildError> {
+    let destination = Reference::parse(&format!("{host}/team/app:v1")).unwrap();
+    builder.build(BuildRequest {
+        context: ContextSource::Dir(big_context(work, seed)),
+        dockerfile: DockerfileSource::Text("FROM scratch\nCOPY big /big\n".into()),
+        source_date_epoch: Some(0),
+        destinations: vec![destination],
+        ..BuildRequest::default()
+    })
+}
+
 fn blob_in_registry(registry: &TestRegistry, digest: &Digest) -> bool {
     registry
         .storage_dir()
@@ -80,7 +97,6 @@ fn layer_is_in_the_registry_when_its_step_ends() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let context = big_context(work.path(), 1);
     let remote = fast_remote(2);
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let transfers = log.clone();
@@ -105,16 +121,7 @@ fn layer_is_in_the_registry_when_its_step_ends() {
                     .push(format!("finished line {}", report.line));
             }
         }));
-    let destination = Reference::parse(&format!("{}/team/app:v1", registry.host())).unwrap();
-    let outcome = builder
-        .build(BuildRequest {
-            context: ContextSource::Dir(context),
-            dockerfile: DockerfileSource::Text("FROM scratch\nCOPY big /big\n".into()),
-            source_date_epoch: Some(0),
-            destinations: vec![destination],
-            ..BuildRequest::default()
-        })
-        .unwrap();
+    let outcome = build_and_push(&builder, work.path(), 1, &registry.host()).unwrap();
     let layer = &outcome.manifest.layers[0];
     assert!(
         layer.size > 3 << 20,
@@ -181,21 +188,11 @@ fn a_stream_broken_midway_is_deleted_and_the_push_uploads_the_layer() {
     )
     .unwrap();
     let work = tempfile::tempdir().unwrap();
-    let context = big_context(work.path(), 2);
     let remote = fast_remote(2);
     let builder = Builder::new(work.path().join("store"))
         .unwrap()
         .with_remote(&remote);
-    let destination = Reference::parse(&format!("{}/team/app:v1", proxy.host())).unwrap();
-    let outcome = builder
-        .build(BuildRequest {
-            context: ContextSource::Dir(context),
-            dockerfile: DockerfileSource::Text("FROM scratch\nCOPY big /big\n".into()),
-            source_date_epoch: Some(0),
-            destinations: vec![destination],
-            ..BuildRequest::default()
-        })
-        .unwrap();
+    let outcome = build_and_push(&builder, work.path(), 2, &proxy.host()).unwrap();
     assert_eq!(proxy.faults_left(), 0, "the fault was never hit");
     let layer = &outcome.manifest.layers[0];
     let events = proxy.events();
@@ -239,20 +236,11 @@ fn a_registry_refusing_every_upload_gets_no_blob_and_no_tag() {
     )
     .unwrap();
     let work = tempfile::tempdir().unwrap();
-    let context = big_context(work.path(), 3);
     let remote = fast_remote(1);
     let builder = Builder::new(work.path().join("store"))
         .unwrap()
         .with_remote(&remote);
-    let destination = Reference::parse(&format!("{}/team/app:v1", proxy.host())).unwrap();
-    let error = builder
-        .build(BuildRequest {
-            context: ContextSource::Dir(context),
-            dockerfile: DockerfileSource::Text("FROM scratch\nCOPY big /big\n".into()),
-            source_date_epoch: Some(0),
-            destinations: vec![destination],
-            ..BuildRequest::default()
-        })
+    let error = build_and_push(&builder, work.path(), 3, &proxy.host())
         .unwrap_err()
         .to_string();
     assert!(error.contains("push failed"), "{error}");

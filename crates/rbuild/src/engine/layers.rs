@@ -203,7 +203,11 @@ impl Env<'_> {
         };
         let (plain, diff_id) = (&recorded.descriptor, recorded.diff_id.clone());
         // Only this crate's own uncompressed layers, whose digest is their diffID.
-        if plain.digest != diff_id || !store.has_blob(&plain.digest) {
+        if plain.digest != diff_id {
+            return Ok(None);
+        }
+        // Claimed under the store lock: a prune running now keeps it while it is read.
+        if !self.lease.claim(std::slice::from_ref(&plain.digest))? {
             return Ok(None);
         }
         let keyword = recorded.created_by.split(' ').next().unwrap_or_default();
