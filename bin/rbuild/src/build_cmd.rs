@@ -74,7 +74,13 @@ fn build(args: &BuildArgs) -> Result<()> {
         .with_progress(progress.callback());
 
     let request = BuildRequest {
-        context: ContextSource::parse(&args.context),
+        context: match ContextSource::parse(&args.context) {
+            ContextSource::Git(mut git) => {
+                git.options = args.kaniko.git_flags()?;
+                ContextSource::Git(git)
+            }
+            other => other,
+        },
         context_sub_path: args.context_sub_path.clone(),
         dockerfile: read_dockerfile_arg(
             &args.dockerfile,
