@@ -213,6 +213,7 @@ impl Builder {
             format: request.format,
             no_cache: request.no_cache,
             allow_security_insecure: request.allow_security_insecure,
+            custom_platform: request.platform.is_some(),
             network: request.network,
             cancel: request.cancel.clone(),
             secrets: &request.secrets,
@@ -222,6 +223,27 @@ impl Builder {
                 request.compression, request.compression_level, epoch, request.format
             ),
         };
+
+        // RUN executes the image's own programs: only for a platform this machine runs
+        // natively (no emulation), checked before anything is built.
+        let host = rbuild_oci::Platform::host();
+        for stage in &plan.stages {
+            let first_run = stage
+                .steps
+                .iter()
+                .find(|s| matches!(s.instruction, rbuild_dockerfile::Instruction::Run(_)));
+            if let (Some(run), false) = (first_run, runs_natively(&stage.platform, &host)) {
+                return Err(env.step_error(
+                    run,
+                    format!(
+                        "RUN cannot run for {} on this {host} machine: rbuild does not emulate \
+                         other platforms; build on a {} machine, or drop --custom-platform \
+                         (or FROM --platform)",
+                        stage.platform, stage.platform
+                    ),
+                ));
+            }
+        }
 
         // The sandbox is checked before anything is built, and says how it isolates.
         if let Some(first_run) = plan
@@ -392,6 +414,7 @@ impl Builder {
         if let Some(platform) = &request.platform {
             config.architecture = platform.architecture.clone();
             config.os = platform.os.clone();
+            config.variant = platform.variant.clone();
         }
         let (manifest_type, config_type) = match request.format {
             ImageFormat::Oci => (MediaType::OciManifest, MediaType::OciConfig),
@@ -516,6 +539,8 @@ struct Env<'a> {
     no_cache: bool,
     /// `--allow security.insecure`.
     allow_security_insecure: bool,
+    /// `--custom-platform` given: a base image of another platform is refused.
+    custom_platform: bool,
     /// The default network of RUN steps.
     network: rbuild_sandbox::Network,
     cancel: crate::CancelToken,
@@ -650,6 +675,13 @@ impl Env<'_> {
             message: message.into(),
         }
     }
+}
+
+/// Whether this machine runs programs of `target` itself: the same platform, or 32-bit x86 on
+/// x86-64.
+fn runs_natively(target: &rbuild_oci::Platform, host: &rbuild_oci::Platform) -> bool {
+    let (t, h) = (target.normalized(), host.normalized());
+    target.matches(host) || (t.os == h.os && h.architecture == "amd64" && t.architecture == "386")
 }
 
 /// A layer descriptor with the media type of the image format: a base image's layers keep
