@@ -34,7 +34,9 @@ pub fn run(args: &BuildArgs) -> Result<(), BuildFailure> {
 
 fn build(args: &BuildArgs) -> Result<()> {
     crate::kaniko_flags::check(args)?;
-    let progress = Arc::new(Progress::new(args.log_format, args.kaniko.log_timestamp));
+    let progress = Arc::new(
+        Progress::new(args.log_format, args.kaniko.log_timestamp).with_profile(args.profile),
+    );
     for note in args.kaniko.no_op_notes() {
         tracing::debug!("{note}");
     }
@@ -138,6 +140,15 @@ fn build(args: &BuildArgs) -> Result<()> {
         cache_ttl: args.cache_ttl.as_deref().map(parse_ttl).transpose()?,
         cache_copy_layers: args.cache_copy_layers,
         cache_run_layers: args.cache_run_layers,
+        no_cache: args.no_cache,
+        report: args.reports.clone(),
+        provenance: args.provenance,
+        sbom: args.sbom,
+        sbom_files: args.sbom_files,
+        attest_format: match args.attest_format {
+            crate::cli::AttestFormatArg::Referrers => rbuild::AttestFormat::Referrers,
+            crate::cli::AttestFormatArg::Buildkit => rbuild::AttestFormat::Buildkit,
+        },
         no_push_cache: args.kaniko.no_push_cache,
         ..BuildRequest::default()
     };
@@ -153,6 +164,9 @@ fn build(args: &BuildArgs) -> Result<()> {
     }
     for result in &outcome.pushed {
         progress.pushed(result);
+    }
+    for path in &args.reports {
+        progress.note(&format!("report written to {}", path.display()));
     }
     write_name_files(args, &destinations, outcome.digest.as_str())?;
     Ok(())
@@ -242,7 +256,7 @@ fn source_date_epoch(reproducible: bool) -> Result<Option<i64>> {
 }
 
 /// The store: `$XDG_CACHE_HOME/rbuild`, else `~/.cache/rbuild`, else a directory in /tmp.
-fn default_store_dir() -> PathBuf {
+pub(crate) fn default_store_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("rbuild");
     }

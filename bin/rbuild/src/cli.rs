@@ -43,6 +43,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Store credentials for a registry in the docker config.json, as `docker login` does.
     Login(LoginArgs),
+    /// Remove step-cache records and the blobs nothing needs any more from the local store;
+    /// safe while builds run (what they use stays).
+    Prune(PruneArgs),
     /// Print rbuild's version, commit and build date.
     Version,
 }
@@ -63,6 +66,21 @@ pub struct PlanArgs {
     /// The platform to build for, `os/arch[/variant]` (default: this machine's).
     #[arg(long, alias = "custom-platform")]
     pub platform: Option<String>,
+}
+
+/// Flags of `rbuild prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The content store (default as for a build).
+    #[arg(long = "cache-dir", env = "RBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Remove the least recently used cache records until the store's blobs fit in this size
+    /// (`500MB`, `10GB`, `2GiB`, or bytes).
+    #[arg(long = "keep-storage", value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// Remove every cache record (images named in the store stay).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Flags of `rbuild login`.
@@ -135,6 +153,11 @@ pub struct BuildArgs {
     /// Reproducible image: every timestamp at 0 (unless SOURCE_DATE_EPOCH is set).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub reproducible: bool,
+    /// Print where each step's time went (process run, snapshot walk, tar, compress, hash,
+    /// store write, upload, apply) as a table after the build; `--log-format json` always
+    /// emits a `step_profile` event per step that made a layer.
+    #[arg(long)]
+    pub profile: bool,
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
     pub compression: CompressionArg,
@@ -200,6 +223,10 @@ pub struct BuildArgs {
     /// Cache RUN layers in the registry (default true; `=false` opts out).
     #[arg(long = "cache-run-layers", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
     pub cache_run_layers: bool,
+    /// Run every step: neither the local step cache nor the registry cache is read (layers
+    /// are still recorded for later builds), as `docker build --no-cache`.
+    #[arg(long = "no-cache", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub no_cache: bool,
     /// The content store (pulled bases, built layers, the step cache).
     #[arg(long = "cache-dir", env = "RBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -220,6 +247,24 @@ pub struct BuildArgs {
     /// One layer for the whole final stage.
     #[arg(long = "single-snapshot", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub single_snapshot: bool,
+    /// Write the build report here at the end of the build, a failed one too: a
+    /// self-contained HTML page, or JSON (the same data) for a `.json` name. Repeatable.
+    #[arg(long = "report", value_name = "FILE")]
+    pub reports: Vec<PathBuf>,
+    /// Attach SLSA v1 provenance to the pushed image (default: on when pushing;
+    /// `--provenance=false` skips it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub provenance: Option<bool>,
+    /// Attach an SPDX 2.3 SBOM (packages of dpkg, apk and rpm databases, and unowned files).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub sbom: bool,
+    /// List every file no package owns, with its sha256, in the SBOM (`=false` skips hashing).
+    #[arg(long = "sbom-files", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub sbom_files: bool,
+    /// How attestations are attached: `referrers` (OCI 1.1 artifacts, their subject the
+    /// image) or `buildkit` (an image index listing the image and an attestation manifest).
+    #[arg(long = "attest-format", value_enum, default_value = "referrers")]
+    pub attest_format: AttestFormatArg,
     /// Log level: panic, fatal, error, warn, info, debug, trace.
     #[arg(short = 'v', long, default_value = "info",
           value_parser = crate::kaniko_flags::VERBOSITY_LEVELS)]
@@ -248,6 +293,15 @@ pub enum ImageFormatArg {
     Oci,
     /// Docker v2 schema 2 media types.
     Docker,
+}
+
+/// `--attest-format`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum AttestFormatArg {
+    /// OCI 1.1 referrers (artifact manifests with a subject).
+    Referrers,
+    /// BuildKit's attestation manifest in an image index.
+    Buildkit,
 }
 
 /// `--network`.

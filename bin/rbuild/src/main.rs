@@ -16,6 +16,7 @@ mod logging;
 mod login_cmd;
 mod plan_cmd;
 mod progress;
+mod prune_cmd;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(cli::Command::Plan(args)) => plan_cmd::run(args),
         Some(cli::Command::Login(args)) => login_cmd::run(args),
+        Some(cli::Command::Prune(args)) => prune_cmd::run(args),
         Some(cli::Command::Version) => print_stdout(&format!("rbuild {}\n", cli::VERSION)),
         None => match build(&cli.build) {
             Ok(()) => Ok(()),

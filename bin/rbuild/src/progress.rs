@@ -3,12 +3,27 @@
 
 use crate::cli::LogFormatArg;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rbuild::plan::MissReason;
 use rbuild::registry::{PushOutcome, Transfer, TransferFn, TransferKind};
-use rbuild::{BuildEvent, BuildOutcome, ProgressFn, StepStatus};
+use rbuild::{BuildEvent, BuildOutcome, ProgressFn, StepPhases, StepStatus};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The phases of a step, named as the JSON events and the `--profile` table name them.
+fn phase_list(p: &StepPhases) -> [(&'static str, Duration); 8] {
+    [
+        ("run", p.run),
+        ("snapshot", p.snapshot),
+        ("tar", p.tar),
+        ("compress", p.compress),
+        ("hash", p.hash),
+        ("store_write", p.store_write),
+        ("upload", p.upload),
+        ("apply", p.apply),
+    ]
+}
 
 /// Prints build events on stderr (stdout stays free for machine output). On a terminal (text
 /// formats only) the running step is a live spinner with its elapsed time; finished steps and
@@ -17,9 +32,21 @@ pub struct Progress {
     format: LogFormatArg,
     started: Instant,
     step: Mutex<usize>,
+    /// The number each step got, by (stage, line), for naming a missed parent step.
+    numbers: Mutex<std::collections::BTreeMap<(usize, usize), usize>>,
     live: Option<Live>,
     /// `--log-timestamp`: every line starts with the time (JSON events get a `time` field).
     timestamps: bool,
+    /// `--profile`: the steps' phases, printed as a table with the summary.
+    profile: Option<Mutex<Vec<ProfileRow>>>,
+}
+
+/// One step of the `--profile` table.
+struct ProfileRow {
+    step: usize,
+    stage: usize,
+    line: usize,
+    phases: StepPhases,
 }
 
 /// The live display's bars, once there is one: log lines (warnings of the libraries) are
@@ -81,9 +108,17 @@ impl Progress {
             format,
             started: Instant::now(),
             step: Mutex::new(0),
+            numbers: Mutex::default(),
             live,
+            profile: None,
             timestamps,
         }
+    }
+
+    /// With `on`, keeps every step's phases and prints them as a table after the build.
+    pub fn with_profile(mut self, on: bool) -> Self {
+        self.profile = on.then(Mutex::default);
+        self
     }
 
     fn json(&self) -> bool {
@@ -221,6 +256,10 @@ impl Progress {
                 ..
             } => {
                 *step += 1;
+                self.numbers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((*stage, *line), *step);
                 if self.json() {
                     self.line(
                         &json!({"event": "step_started", "step": *step, "stage": stage,
@@ -245,6 +284,41 @@ impl Progress {
                     );
                 } else {
                     self.line(&format!("#{} | {text}", *step));
+                }
+            }
+            BuildEvent::CacheMiss {
+                stage,
+                line,
+                keyword,
+                reason,
+            } => {
+                let number = |l: &usize| {
+                    self.numbers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&(*stage, *l))
+                        .copied()
+                };
+                let own = number(line).unwrap_or(*step);
+                let text = match reason {
+                    MissReason::ParentMissed { line: parent } => match number(parent) {
+                        Some(n) => format!("parent step #{n} missed"),
+                        None => reason.to_string(),
+                    },
+                    other => other.to_string(),
+                };
+                if self.json() {
+                    let mut event = json!({"event": "cache_miss", "step": own, "stage": stage,
+                                           "line": line, "instruction": keyword,
+                                           "message": text});
+                    if let (Some(map), Ok(serde_json::Value::Object(why))) =
+                        (event.as_object_mut(), serde_json::to_value(reason))
+                    {
+                        map.extend(why);
+                    }
+                    self.line(&event.to_string());
+                } else {
+                    self.line(&self.paint("33", &format!("#{own} {keyword} missed: {text}")));
                 }
             }
             BuildEvent::StepFinished(report) => {
@@ -280,6 +354,29 @@ impl Progress {
                         report.keyword,
                         self.paint(colour, status)
                     ));
+                }
+            }
+            BuildEvent::StepProfile {
+                stage,
+                line,
+                phases,
+            } => {
+                if self.json() {
+                    let mut event = json!({"event": "step_profile", "step": *step,
+                                           "stage": stage, "line": line});
+                    for (name, time) in phase_list(phases) {
+                        event[name] = json!(time.as_secs_f64());
+                    }
+                    self.line(&event.to_string());
+                } else if let Some(rows) = &self.profile {
+                    rows.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(ProfileRow {
+                            step: *step,
+                            stage: *stage,
+                            line: *line,
+                            phases: phases.clone(),
+                        });
                 }
             }
             BuildEvent::ImageCommitted { digest } => {
@@ -377,6 +474,7 @@ impl Progress {
         for warning in &outcome.warnings {
             self.warning(warning);
         }
+        self.print_profile();
         if self.json() {
             self.line(
                 &json!({"event": "built", "digest": outcome.digest.to_string(), "size": size,
@@ -391,6 +489,29 @@ impl Progress {
                     outcome.digest, size
                 ),
             ));
+        }
+    }
+
+    /// The `--profile` table: one row per step that made a layer, seconds per phase.
+    fn print_profile(&self) {
+        let Some(rows) = &self.profile else { return };
+        let rows = rows.lock().unwrap_or_else(|e| e.into_inner());
+        if rows.is_empty() {
+            return;
+        }
+        let mut header = format!("{:>5} {:>5} {:>5}", "step", "stage", "line");
+        for (name, _) in phase_list(&StepPhases::default()) {
+            header.push_str(&format!(" {name:>11}"));
+        }
+        self.line(&format!(
+            "profile (seconds; the layer parts overlap in time)\n{header}"
+        ));
+        for row in rows.iter() {
+            let mut text = format!("{:>5} {:>5} {:>5}", row.step, row.stage, row.line);
+            for (_, time) in phase_list(&row.phases) {
+                text.push_str(&format!(" {:>11.3}", time.as_secs_f64()));
+            }
+            self.line(&text);
         }
     }
 

@@ -14,10 +14,10 @@ const ROW: f64 = 22.0;
 const STYLE: &str = r#"
 :root{color-scheme:light dark;--bg:#ffffff;--fg:#1f2328;--muted:#59636e;--grid:#d1d9e0;--panel:#f6f8fa;
 --built:#0969da;--cached:#818b98;--failed:#cf222e;--metadata:#9a6700;--unfinished:#bc4c00;
---run:#0969da;--snapshot:#8250df;--compress:#1a7f37;--upload:#bc4c00;--other:#57606a}
+--run:#54aeff;--snapshot:#8250df;--compress:#1a7f37;--upload:#bc4c00;--other:#57606a}
 @media (prefers-color-scheme: dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9198a1;--grid:#3d444d;--panel:#151b23;
 --built:#4493f8;--cached:#656c76;--failed:#f85149;--metadata:#d29922;--unfinished:#db6d28;
---run:#4493f8;--snapshot:#ab7df8;--compress:#3fb950;--upload:#db6d28;--other:#9198a1}}
+--run:#a5d6ff;--snapshot:#ab7df8;--compress:#3fb950;--upload:#db6d28;--other:#9198a1}}
 body{background:var(--bg);color:var(--fg);font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1000px;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid var(--grid);padding-bottom:.2em;margin-top:1.6em}
 .ok{color:var(--compress)}.bad{color:var(--failed)}.muted{color:var(--muted)}
@@ -274,6 +274,8 @@ fn steps_table(h: &mut String, r: &BuildRecord) {
         let cache = match (&s.miss_reason, s.state) {
             (Some(reason), _) => format!("miss: {reason}"),
             (None, StepState::Cached) => "hit".into(),
+            // A layer step with a key that was built: the cache did not have it.
+            (None, StepState::Built) if s.cache_key.is_some() => "miss".into(),
             _ => String::new(),
         };
         let _ = write!(
@@ -453,7 +455,9 @@ fn plural(n: u64, what: &str) -> String {
 
 /// `1.23 s`, `45 ms`, `120 µs`.
 fn duration(us: u64) -> String {
-    if us >= 10_000_000 {
+    if us == 0 {
+        "0".into()
+    } else if us >= 10_000_000 {
         format!("{:.0} s", us as f64 / 1e6)
     } else if us >= 1_000_000 {
         format!("{:.2} s", us as f64 / 1e6)

@@ -109,6 +109,9 @@ pub enum BuildError {
         /// What is wrong.
         reason: String,
     },
+    /// A provenance or SBOM document could not be made.
+    #[error("attestation: {0}")]
+    Attestation(#[from] rbuild_attest::AttestError),
     /// The build was cancelled through its [`CancelToken`](crate::CancelToken).
     #[error("build cancelled")]
     Cancelled,

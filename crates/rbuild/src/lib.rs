@@ -49,6 +49,11 @@
 //!   the same manifest digest.
 //! - [`BuildContext`] with `.dockerignore` ([`IgnoreMatcher`], Docker's own rules).
 //! - [`Remote`]: pushes a built image from the store to any number of destinations.
+//! - Report and attestations ([`BuildRequest::report`], `provenance`, `sbom`,
+//!   `attest_format`; see [`attest`]): a JSON or HTML build report written at the end of
+//!   every build (a failed one too), SLSA provenance and an SPDX SBOM attached to the pushed
+//!   image as OCI 1.1 referrers (or BuildKit's attestation index), and written into the OCI
+//!   layout.
 //!
 //! The underlying crates are re-exported, so an embedder needs only this one dependency:
 //! [`dockerfile`] (parsing and word expansion), [`plan`] (the layer-plan IR), [`oci`] (digests,
@@ -122,6 +127,7 @@
 //! }
 //! ```
 
+pub use rbuild_attest as attest;
 pub use rbuild_dockerfile as dockerfile;
 pub use rbuild_oci as oci;
 pub use rbuild_plan as plan;
@@ -129,6 +135,7 @@ pub use rbuild_registry as registry;
 pub use rbuild_sandbox as sandbox;
 pub use rbuild_store as store;
 
+mod attest_sink;
 pub mod context;
 pub mod copy;
 pub mod dockerignore;
@@ -161,8 +168,8 @@ pub use rbuild_oci::Compression;
 pub use rbuild_sandbox::run_helper_if_requested as run_sandbox_helper_if_requested;
 pub use remote::Remote;
 pub use request::{
-    default_cache_repo, BuildEvent, BuildOutcome, BuildRequest, CancelToken, DockerfileSource,
-    ImageFormat, StepReport, StepStatus,
+    default_cache_repo, AttestFormat, BuildEvent, BuildOutcome, BuildRequest, CancelToken,
+    DockerfileSource, ImageFormat, StepPhases, StepReport, StepStatus,
 };
 pub use runner::{Isolation, NoRunner, RunChanges, RunError, RunRequest, StepRunner};
 pub use sandbox_runner::{LazySandboxRunner, SandboxRunner};

@@ -159,6 +159,54 @@ impl Remote {
             .map_err(|e| BuildError::Registry(e.to_string()))
     }
 
+    /// Pushes an artifact manifest with a `subject` (its blobs in `store`) to
+    /// `destination`'s repository and makes it findable as a referrer of the subject.
+    pub(crate) fn push_referrer_from_store(
+        &self,
+        store: &Store,
+        destination: &Reference,
+        manifest_bytes: &[u8],
+    ) -> Result<rbuild_registry::ReferrerAttach, BuildError> {
+        let source = StoreBlobs { store };
+        self.block_on(
+            self.inner
+                .client
+                .push_referrer(destination, manifest_bytes, &source),
+        )
+        .map_err(|e| BuildError::Registry(format!("attestation push failed: {e}")))
+    }
+
+    /// Makes `blobs` present in `destination`'s repository, then puts the manifest (or
+    /// index) there: by its digest when `by_digest`, else under the destination's tag.
+    pub(crate) fn push_manifest_from_store(
+        &self,
+        store: &Store,
+        destination: &Reference,
+        bytes: &[u8],
+        media_type: &MediaType,
+        blobs: &[Descriptor],
+        by_digest: bool,
+    ) -> Result<Digest, BuildError> {
+        let fail = |e: String| BuildError::Registry(format!("attestation push failed: {e}"));
+        let target = if by_digest {
+            Reference::parse(&format!(
+                "{}@{}",
+                destination.name(),
+                Digest::sha256_of(bytes)
+            ))
+            .map_err(|e| fail(e.to_string()))?
+        } else {
+            destination.clone()
+        };
+        let source = StoreBlobs { store };
+        let client = &self.inner.client;
+        self.block_on(async {
+            client.push_blobs(&target, blobs, &source).await?;
+            client.push_manifest(&target, bytes, media_type).await
+        })
+        .map_err(|e| fail(e.to_string()))
+    }
+
     /// Checks that the credentials the chain has for `registry` are accepted (`rbuild login`).
     pub fn check_credentials(&self, registry: &str) -> Result<(), BuildError> {
         self.blocking(|me| me.block_on(me.inner.client.check_credentials(registry)))

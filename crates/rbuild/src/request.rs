@@ -32,6 +32,18 @@ pub enum ImageFormat {
     Docker,
 }
 
+/// How attestations are attached to a pushed image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AttestFormat {
+    /// OCI 1.1: one artifact manifest per document, its `subject` the image, found through
+    /// the referrers API or the `sha256-<hex>` referrers tag (the default).
+    #[default]
+    Referrers,
+    /// BuildKit's: one attestation manifest of in-toto statements, listed beside the image in
+    /// an image index that the destination tag then names.
+    Buildkit,
+}
+
 /// One build.
 #[derive(Debug)]
 pub struct BuildRequest {
@@ -107,6 +119,19 @@ pub struct BuildRequest {
     pub cache_copy_layers: bool,
     /// `--cache-run-layers`: RUN layers go to the registry cache (default true).
     pub cache_run_layers: bool,
+    /// `--report FILE` (repeatable): the build report, written at the end of every build, a
+    /// failed one too: JSON for a `.json` name, a self-contained HTML page otherwise.
+    pub report: Vec<PathBuf>,
+    /// `--provenance`: attach SLSA v1 provenance to the image. `None`: on when the image is
+    /// pushed (the builder has a remote and the request destinations).
+    pub provenance: Option<bool>,
+    /// `--sbom`: attach an SPDX 2.3 SBOM of the image.
+    pub sbom: bool,
+    /// `--sbom-files`: the SBOM lists every file no package owns, with its sha256 (default
+    /// true; false skips the hashing).
+    pub sbom_files: bool,
+    /// `--attest-format`.
+    pub attest_format: AttestFormat,
     /// `--no-push-cache`: the registry cache is read, never written.
     pub no_push_cache: bool,
 }
@@ -152,6 +177,11 @@ impl Default for BuildRequest {
             cache_ttl: None,
             cache_copy_layers: true,
             cache_run_layers: true,
+            report: Vec::new(),
+            provenance: None,
+            sbom: false,
+            sbom_files: true,
+            attest_format: AttestFormat::Referrers,
             no_push_cache: false,
         }
     }
@@ -209,6 +239,33 @@ pub struct StepReport {
     pub duration: Duration,
 }
 
+/// Where a step's time went ([`BuildEvent::StepProfile`]). The parts of a layer write (tar,
+/// compress, hash, store write) run at once on several threads, each part's time summed over
+/// its threads: together they can exceed the step's wall time.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct StepPhases {
+    /// RUN: the process, from the sandbox's start to its exit; COPY/ADD: copying the sources
+    /// into place.
+    pub run: Duration,
+    /// Finding what changed (the overlay upper dir's walk, or a tree scan).
+    pub snapshot: Duration,
+    /// Producing the layer's tar: reading the changed files and writing headers.
+    pub tar: Duration,
+    /// Compressing the layer (zero for a layer kept uncompressed).
+    pub compress: Duration,
+    /// sha256 of the tar and of the blob.
+    pub hash: Duration,
+    /// Writing the blob into the store (with its fsync).
+    pub store_write: Duration,
+    /// Waiting for the registry: the layer's upload runs while it is written; this is the
+    /// time the step waited for it (a full queue, the final PUT).
+    pub upload: Duration,
+    /// Making the stage's filesystem ready for the step: unpacking the base on first need,
+    /// applying the layers of the steps before.
+    pub apply: Duration,
+}
+
 /// Progress, in order, through the callback given to [`Builder::with_progress`](crate::Builder::with_progress).
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuildEvent {
@@ -250,8 +307,30 @@ pub enum BuildEvent {
         /// The text (without its newline).
         text: String,
     },
+    /// A layer step missed the cache, and an earlier record of the same step (same stage,
+    /// position and instruction kind) says why; sent before the step runs. Names only, never
+    /// a value.
+    CacheMiss {
+        /// The stage's file index.
+        stage: usize,
+        /// The step's line.
+        line: usize,
+        /// The instruction keyword.
+        keyword: &'static str,
+        /// Why its key differs from the earlier record's.
+        reason: rbuild_plan::MissReason,
+    },
     /// A step finished.
     StepFinished(StepReport),
+    /// Where the time of a step that made a layer went (just before its `StepFinished`).
+    StepProfile {
+        /// The stage's file index.
+        stage: usize,
+        /// The step's line.
+        line: usize,
+        /// The time of each part.
+        phases: StepPhases,
+    },
     /// The image is in the store.
     ImageCommitted {
         /// The manifest digest.

@@ -27,8 +27,10 @@ mod cache;
 mod cache_mount;
 mod copy_step;
 mod history_times;
+mod layer_upload;
 mod layers;
-mod output_file;
+mod miss;
+pub(crate) mod output_file;
 mod registry_cache;
 mod run_mounts;
 mod stage;
@@ -38,6 +40,7 @@ mod tree_copy;
 pub type ProgressFn = Arc<dyn Fn(&BuildEvent) + Send + Sync>;
 
 /// Builds images; configured once, used for any number of builds.
+#[derive(Clone)]
 pub struct Builder {
     store: Store,
     work: WorkArea,
@@ -69,6 +72,11 @@ struct StageResult {
     base_history: usize,
     /// The finished stage's filesystem, for `COPY --from` (materialised on first use).
     frozen: std::sync::Mutex<Option<layers::Tree>>,
+    /// Whether the stage's layers are part of the built image (the target and the stages it
+    /// is `FROM`); the others' layers never leave the machine.
+    final_image: bool,
+    /// Where the current step's time went.
+    phases: crate::request::StepPhases,
 }
 
 impl Builder {
@@ -133,7 +141,35 @@ impl Builder {
         crate::off_runtime::off_runtime(|| self.build_here(request))
     }
 
-    fn build_here(&self, mut request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+    /// One build on this thread. With a report or attestations asked for, the report sink
+    /// sees every event and the outcome, so a failed build gets its report too.
+    fn build_here(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+        let pushes = self.remote.is_some() && !request.destinations.is_empty();
+        let Some(sink) = crate::attest_sink::AttestSink::for_request(&request, pushes, &self.store)
+        else {
+            return self.build_inner(request, None);
+        };
+        let details = crate::attest_sink::RequestDetails::of(&request);
+        let tap = sink.tap();
+        let user = self.progress.clone();
+        let tapped = Builder {
+            progress: Some(Arc::new(move |event: &BuildEvent| {
+                tap(event);
+                if let Some(user) = &user {
+                    user(event);
+                }
+            })),
+            ..self.clone()
+        };
+        let result = tapped.build_inner(request, Some(&sink));
+        sink.finish(self.remote.as_ref(), details, result)
+    }
+
+    fn build_inner(
+        &self,
+        mut request: BuildRequest,
+        attest: Option<&crate::attest_sink::AttestSink>,
+    ) -> Result<BuildOutcome, BuildError> {
         let build_dir = self.work.begin_build()?;
         let mut context = BuildContext::open(
             std::mem::replace(
@@ -188,6 +224,11 @@ impl Builder {
         let planned = plan_dockerfile_with(&text, &plan_request, &resolver)
             .map_err(|e| BuildError::Plan(e.render(&file_name)))?;
         let plan = planned.plan;
+        if let Some(sink) = attest.filter(|s| s.wants_inputs()) {
+            sink.set_inputs(crate::attest_sink::BuildInputs::of(
+                &text, &file_name, &context, &plan,
+            ));
+        }
         let warnings: Vec<String> = plan.warnings.iter().map(|w| w.render(&file_name)).collect();
         let layer_writer = LayerWriter::new(LayerOptions {
             compression: request.compression,
@@ -195,9 +236,48 @@ impl Builder {
             source_date_epoch: epoch,
             threads: None,
         });
-        let keys = cache::plan_keys(&plan, &context, &self.store, &lazy_images);
+        let planned_keys = cache::plan_keys(&plan, &context, &self.store, &lazy_images);
+        let record_salt = format!(
+            "{:?}/{:?}/{:?}/{:?}",
+            request.compression, request.compression_level, epoch, request.format
+        );
+        let mut identities = BTreeMap::new();
+        let mut record_places = std::collections::HashMap::new();
+        for stage in &plan.stages {
+            let label = stage
+                .name
+                .clone()
+                .unwrap_or_else(|| stage.index.to_string());
+            for (position, step) in stage.steps.iter().enumerate() {
+                let keyword = step.instruction.keyword();
+                let place = (stage.index, position);
+                if !planned_keys.inputs.contains_key(&place) {
+                    continue;
+                }
+                identities.insert(place, miss::step_identity(&label, position, keyword));
+                if let Some(Some(key)) = planned_keys.keys.get(&place) {
+                    let record = cache::record_key(&record_salt, key);
+                    record_places.insert(
+                        record,
+                        miss::StepPlace {
+                            stage: stage.index,
+                            position,
+                            line: step.span.line,
+                            keyword,
+                        },
+                    );
+                }
+            }
+        }
+        let final_stages = final_stages(&plan);
         let env = Env {
-            keys,
+            lease: self.store.lease()?,
+            cache_ttl: request.cache_ttl,
+            keys: planned_keys.keys,
+            key_inputs: planned_keys.inputs,
+            identities,
+            record_places,
+            build_arg_names: request.build_args.keys().cloned().collect(),
             lazy_images: &lazy_images,
             registry_cache,
             blob_sources: Default::default(),
@@ -210,6 +290,19 @@ impl Builder {
             time,
             time_fixed: epoch.is_some(),
             layer_writer: &layer_writer,
+            local_layer_writer: LayerWriter::new(LayerOptions {
+                compression: rbuild_oci::Compression::None,
+                level: None,
+                source_date_epoch: epoch,
+                threads: None,
+            }),
+            final_stages,
+            // Layers stream to the first destination as they are written (the others mount
+            // them from there); a squashed image pushes none of its steps' layers.
+            stream_to: match (&self.remote, request.single_snapshot) {
+                (Some(_), false) => request.destinations.first().cloned(),
+                _ => None,
+            },
             format: request.format,
             no_cache: request.no_cache,
             allow_security_insecure: request.allow_security_insecure,
@@ -218,10 +311,7 @@ impl Builder {
             cancel: request.cancel.clone(),
             secrets: &request.secrets,
             proxy_env: crate::proxy_env::proxy_env(&request.build_args),
-            record_salt: format!(
-                "{:?}/{:?}/{:?}/{:?}",
-                request.compression, request.compression_level, epoch, request.format
-            ),
+            record_salt,
         };
 
         // RUN executes the image's own programs: only for a platform this machine runs
@@ -270,6 +360,18 @@ impl Builder {
             if !request.no_cache {
                 let records = env.registry_records(&plan);
                 cache.probe(&records);
+                // The steps that will miss there: their earlier records explain why.
+                let missing: Vec<Digest> = records
+                    .iter()
+                    .filter(|r| cache.lookup(r).is_none())
+                    .filter_map(|r| {
+                        let place = env.record_places.get(r)?;
+                        env.identities.get(&(place.stage, place.position)).cloned()
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    cache.probe_identities(&missing);
+                }
             }
         }
         let outcome = self.run_stages(&env, &plan, &request, &created);
@@ -284,6 +386,7 @@ impl Builder {
         // Last, once the cache entries are in: every destination gets the image, blobs
         // uploaded once and mounted between repositories, each manifest after its blobs.
         if let (Some(remote), false) = (&self.remote, request.destinations.is_empty()) {
+            let push_started = std::time::Instant::now();
             outcome.pushed = remote
                 .push_from_store(
                     &self.store,
@@ -297,6 +400,9 @@ impl Builder {
                     }
                     other => other,
                 })?;
+            if let Some(sink) = attest {
+                sink.push_took(push_started.elapsed());
+            }
         }
         Ok(outcome)
     }
@@ -515,8 +621,21 @@ impl Builder {
 
 /// What every step of one build shares.
 struct Env<'a> {
+    /// The build's claim on the blobs of its cache hits and layers (a concurrent prune keeps
+    /// them).
+    lease: rbuild_store::Lease,
+    /// `--cache-ttl`: local records older than this are not used either.
+    cache_ttl: Option<std::time::Duration>,
     /// Every step's cache key, by (stage index, step position), computed before the build.
     keys: BTreeMap<(usize, usize), Option<Digest>>,
+    /// What each keyed layer step's key is made of, by (stage index, step position).
+    key_inputs: BTreeMap<(usize, usize), rbuild_plan::KeyInputs>,
+    /// The step identity of each of those steps.
+    identities: BTreeMap<(usize, usize), Digest>,
+    /// Where the step of each layer record stands.
+    record_places: std::collections::HashMap<Digest, miss::StepPlace>,
+    /// The names of the build's `--build-arg`s (a miss names them as build args).
+    build_arg_names: std::collections::BTreeSet<String>,
     /// Images resolved without their layers (with `--cache`).
     lazy_images: &'a LazyImages,
     /// `--cache`: the registry cache.
@@ -535,6 +654,12 @@ struct Env<'a> {
     /// The clock is `SOURCE_DATE_EPOCH`'s: every time is the build's.
     time_fixed: bool,
     layer_writer: &'a LayerWriter,
+    /// Writes the layers that never leave the machine (uncompressed).
+    local_layer_writer: LayerWriter,
+    /// The stages whose layers are part of the built image.
+    final_stages: std::collections::BTreeSet<usize>,
+    /// Where the built image's layers are uploaded while they are written.
+    stream_to: Option<rbuild_oci::Reference>,
     format: ImageFormat,
     no_cache: bool,
     /// `--allow security.insecure`.
@@ -682,6 +807,24 @@ impl Env<'_> {
 fn runs_natively(target: &rbuild_oci::Platform, host: &rbuild_oci::Platform) -> bool {
     let (t, h) = (target.normalized(), host.normalized());
     target.matches(host) || (t.os == h.os && h.architecture == "amd64" && t.architecture == "386")
+}
+
+/// The stages whose layers end up in the built image: the target and the stages it is built
+/// `FROM`, transitively. The others are only `COPY --from`ed or mounted.
+fn final_stages(plan: &rbuild_plan::Plan) -> std::collections::BTreeSet<usize> {
+    let mut stages = std::collections::BTreeSet::new();
+    let mut next = Some(plan.target);
+    while let Some(index) = next.filter(|i| stages.insert(*i)) {
+        next = plan
+            .stages
+            .iter()
+            .find(|s| s.index == index)
+            .and_then(|s| match s.base {
+                rbuild_plan::Base::Stage { index } => Some(index),
+                _ => None,
+            });
+    }
+    stages
 }
 
 /// A layer descriptor with the media type of the image format: a base image's layers keep

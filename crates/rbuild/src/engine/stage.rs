@@ -38,6 +38,8 @@ impl Env<'_> {
                 base_layers: 0,
                 base_history: 0,
                 frozen: Default::default(),
+                final_image: self.final_stages.contains(&stage.index),
+                phases: Default::default(),
             },
             Base::Image { reference, .. } => {
                 let (descriptor, manifest, config) = self
@@ -74,6 +76,8 @@ impl Env<'_> {
                     base_layers: 0,
                     base_history: 0,
                     frozen: Default::default(),
+                    final_image: self.final_stages.contains(&stage.index),
+                    phases: Default::default(),
                 }
             }
             Base::Stage { index } => {
@@ -89,6 +93,8 @@ impl Env<'_> {
                     base_layers: 0,
                     base_history: 0,
                     frozen: Default::default(),
+                    final_image: self.final_stages.contains(&stage.index),
+                    phases: Default::default(),
                 }
             }
         };
@@ -116,9 +122,20 @@ impl Env<'_> {
             let record = key
                 .as_ref()
                 .filter(|_| step.layer)
-                .map(|k| self.record_key(k));
+                .map(|k| self.layer_record_key(&result, keyword, k));
+            result.phases = Default::default();
             let done = self.run_step(step, &mut result, results, record.as_ref())?;
+            if let Some((_, cached)) = &done {
+                self.record_inputs(stage.index, position, !cached && !self.no_cache);
+            }
             result.key = key.clone();
+            if let Some((_, false)) = &done {
+                self.builder.emit(BuildEvent::StepProfile {
+                    stage: stage.index,
+                    line: step.span.line,
+                    phases: std::mem::take(&mut result.phases),
+                });
+            }
             let (status, layer) = match done {
                 None => (StepStatus::Metadata, None),
                 Some((digest, true)) => (StepStatus::Cached, Some(digest)),
@@ -151,6 +168,9 @@ impl Env<'_> {
     ) -> Result<Option<(Digest, bool)>, BuildError> {
         if !matches!(step.instruction, Instruction::Workdir { .. }) {
             if let Some(digest) = self.try_cache(record, stage)? {
+                return Ok(Some((digest, true)));
+            }
+            if let Some(digest) = self.try_compress_local(record, stage)? {
                 return Ok(Some((digest, true)));
             }
         }
@@ -209,6 +229,9 @@ impl Env<'_> {
                     return Ok(None);
                 }
                 if let Some(digest) = self.try_cache(record, stage)? {
+                    return Ok(Some((digest, true)));
+                }
+                if let Some(digest) = self.try_compress_local(record, stage)? {
                     return Ok(Some((digest, true)));
                 }
                 self.ensure_rootfs(stage)?;
@@ -343,6 +366,7 @@ impl Env<'_> {
                         text: text.to_string(),
                     })
                 };
+                let started = Instant::now();
                 let changes =
                     self.builder
                         .runner
@@ -358,6 +382,8 @@ impl Env<'_> {
                                 self.step_error(step, format!("RUN failed: {m}"))
                             }
                         })?;
+                stage.phases.run = started.elapsed().saturating_sub(changes.snapshot);
+                stage.phases.snapshot = changes.snapshot;
                 // Cache locks go as soon as the step ends.
                 drop(mounts);
                 if changes.exit_code != 0 {
