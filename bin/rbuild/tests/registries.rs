@@ -298,7 +298,17 @@ fn immutable_tag_errors_fail_unless_ignored() {
 
     let proxy = FaultProxy::start(registry.addr(), vec![rule()]).unwrap();
     let destination = format!("{}/immutable/app:v1", proxy.host());
-    let refused = scratch.build(&["--destination", &destination]);
+    let digest_file = scratch.path("digest");
+    let refused = scratch.build(&[
+        "--destination",
+        &destination,
+        "--digest-file",
+        digest_file.to_str().unwrap(),
+    ]);
+    assert!(
+        !digest_file.exists(),
+        "a digest file names an image that was not pushed"
+    );
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).contains("immutable"),

@@ -404,6 +404,14 @@ impl Builder {
                 sink.push_took(push_started.elapsed());
             }
         }
+        // Last, as Kaniko: a digest file names an image that was pushed (when pushing).
+        if let Some(path) = &request.digest_file {
+            output_file::write_output(path, |file| {
+                use std::io::Write;
+                file.write_all(outcome.digest.as_str().as_bytes())
+                    .map_err(|e| e.to_string())
+            })?;
+        }
         Ok(outcome)
     }
 
@@ -595,13 +603,6 @@ impl Builder {
                 self.store
                     .export_docker_archive_images(&[(descriptor.clone(), names.clone())], file)
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })?;
-        }
-        if let Some(path) = &request.digest_file {
-            output_file::write_output(path, |file| {
-                use std::io::Write;
-                file.write_all(digest.as_str().as_bytes())
                     .map_err(|e| e.to_string())
             })?;
         }
