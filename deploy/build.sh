@@ -5,7 +5,9 @@
 # Example: bash deploy/build.sh --destination registry.example.com/tools/rbuild:1.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release \
+# getrandom_backend: the getrandom system call, not /dev/urandom (a static binary cannot find
+# glibc's getrandom by dlsym).
+RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"' cargo build --release \
   --target x86_64-unknown-linux-gnu -p rbuild-cli
 binary=target/x86_64-unknown-linux-gnu/release/rbuild
 work=$(mktemp -d /tmp/rbuild-deploy.XXXXXX)

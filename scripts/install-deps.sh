@@ -20,6 +20,7 @@ packages=(
   ca-certificates
   tar gzip zstd coreutils
   time              # /usr/bin/time for the benchmarks' peak RSS
+  git               # git build contexts (git-daemon included: the git:// context test)
   chromium          # headless browser that renders the build report in the attestation tests
 )
 

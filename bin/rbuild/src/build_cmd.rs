@@ -76,7 +76,13 @@ fn build(args: &BuildArgs) -> Result<()> {
         .with_progress(progress.callback());
 
     let request = BuildRequest {
-        context: ContextSource::parse(&args.context),
+        context: match ContextSource::parse(&args.context) {
+            ContextSource::Git(mut git) => {
+                git.options = args.kaniko.git_flags()?;
+                ContextSource::Git(git)
+            }
+            other => other,
+        },
         context_sub_path: args.context_sub_path.clone(),
         dockerfile: read_dockerfile_arg(
             &args.dockerfile,
@@ -85,11 +91,7 @@ fn build(args: &BuildArgs) -> Result<()> {
         )?,
         build_args: parse_build_args(&args.build_args)?,
         target: args.target.clone(),
-        platform: args
-            .platform
-            .as_deref()
-            .map(|p| Platform::parse(p).map_err(|e| anyhow!("--custom-platform {p}: {e}")))
-            .transpose()?,
+        platform: custom_platform(args)?,
         labels: parse_key_values("--label", &args.labels)?
             .into_iter()
             .collect(),
@@ -198,6 +200,14 @@ fn registry_options(args: &BuildArgs) -> Result<RegistryOptions> {
     Ok(options)
 }
 
+/// `--custom-platform`, parsed.
+fn custom_platform(args: &BuildArgs) -> Result<Option<Platform>> {
+    args.platform
+        .as_deref()
+        .map(|p| Platform::parse(p).map_err(|e| anyhow!("--custom-platform {p}: {e}")))
+        .transpose()
+}
+
 /// `--dryrun`: the Dockerfile read and planned with the build's arguments (base images are not
 /// resolved), its warnings shown; nothing is built or pushed.
 fn dry_run(args: &BuildArgs, progress: &Progress) -> Result<()> {
@@ -219,11 +229,7 @@ fn dry_run(args: &BuildArgs, progress: &Progress) -> Result<()> {
     let request = rbuild::PlanRequest {
         build_args: parse_build_args(&args.build_args)?,
         target: args.target.clone(),
-        platform: args
-            .platform
-            .as_deref()
-            .map(|p| Platform::parse(p).map_err(|e| anyhow!("--custom-platform {p}: {e}")))
-            .transpose()?,
+        platform: custom_platform(args)?,
     };
     let planned = rbuild::plan_dockerfile(&text, &request)
         .map_err(|e| anyhow!(e.render(&args.dockerfile)))?;

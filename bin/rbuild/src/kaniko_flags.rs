@@ -8,6 +8,7 @@
 use crate::cli::{BuildArgs, CompressionArg};
 use anyhow::{anyhow, Result};
 use clap::Args;
+use rbuild::GitOptions;
 
 /// Kaniko's names for the log levels, least verbose first.
 pub const VERBOSITY_LEVELS: [&str; 7] =
@@ -108,19 +109,6 @@ pub struct KanikoFlags {
     pub bucket: Option<String>,
 }
 
-/// `--git` options (Kaniko's `KanikoGitOptions`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GitFlags {
-    /// `branch=`: the branch, tag or commit to check out (a `#ref` in the URL wins).
-    pub branch: Option<String>,
-    /// `single-branch=`: fetch that branch only.
-    pub single_branch: bool,
-    /// `recurse-submodules=`: also check out submodules.
-    pub recurse_submodules: bool,
-    /// `insecure-skip-tls=`: do not verify the git server's TLS certificate.
-    pub insecure_skip_tls: bool,
-}
-
 impl KanikoFlags {
     /// The no-op flags that were given, with why they change nothing (for debug notes).
     pub fn no_op_notes(&self) -> Vec<String> {
@@ -209,8 +197,8 @@ impl KanikoFlags {
     }
 
     /// The `--git` options, checked.
-    pub fn git_flags(&self) -> Result<GitFlags> {
-        let mut flags = GitFlags::default();
+    pub fn git_flags(&self) -> Result<GitOptions> {
+        let mut flags = GitOptions::default();
         for item in self.git.iter().flat_map(|g| g.split(',')) {
             let (key, value) = item.split_once('=').ok_or_else(|| {
                 anyhow!("--git {item:?}: expected KEY=VALUE (branch, single-branch, recurse-submodules, insecure-skip-tls)")
@@ -236,8 +224,34 @@ impl KanikoFlags {
     }
 }
 
+/// Remote contexts rbuild does not fetch: one line saying so and what to do instead.
+fn check_context(context: &str) -> Result<()> {
+    let instead = "download it and pass --context tar://FILE (or a directory)";
+    let refused = |what: &str| {
+        Err(anyhow!(
+            "--context {context}: {what} contexts are not supported; {instead}"
+        ))
+    };
+    if context.starts_with("s3://") {
+        return refused("S3");
+    }
+    if context.starts_with("gs://") {
+        return refused("Google Cloud Storage");
+    }
+    if context.starts_with("azblob://") || context.contains(".blob.core.windows.net") {
+        return refused("Azure Blob Storage");
+    }
+    if (context.starts_with("https://") || context.starts_with("http://"))
+        && rbuild::GitContext::parse(context).is_none()
+    {
+        return refused("remote tarball (a git repository URL ends in .git)");
+    }
+    Ok(())
+}
+
 /// Checks of flag values that depend on each other; one clear line per mistake.
 pub fn check(args: &BuildArgs) -> Result<()> {
+    check_context(&args.context)?;
     if let Some(bucket) = &args.kaniko.bucket {
         return Err(anyhow!(
             "--bucket {bucket}: Google Cloud Storage contexts are not supported; download the \
@@ -335,7 +349,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             cli.build.kaniko.git_flags().unwrap(),
-            GitFlags {
+            GitOptions {
                 branch: Some("v1".into()),
                 single_branch: true,
                 recurse_submodules: true,

@@ -110,9 +110,15 @@ fn rbuild_builds_its_own_ci_image_and_it_runs() {
         chroot(&plain, &["/usr/local/bin/rbuild", "version"]),
         "rbuild version",
     );
-    assert_eq!(
-        version.trim(),
-        format!("rbuild {}", env!("CARGO_PKG_VERSION"))
+    // The image's rbuild is this build's: same version, commit and build date.
+    let here = ok(
+        Command::new(RBUILD).arg("version").output().unwrap(),
+        "rbuild version here",
+    );
+    assert_eq!(version.trim(), here.trim());
+    assert!(
+        version.starts_with(&format!("rbuild {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{version}"
     );
     // newuidmap is there, setuid root, and its libraries load (it prints its usage, exit 1).
     let usage = chroot(&plain, &["/usr/bin/newuidmap"]);
@@ -149,9 +155,6 @@ fn rbuild_builds_its_own_ci_image_and_it_runs() {
     );
     assert_eq!(
         shell.lines().collect::<Vec<_>>(),
-        vec![
-            "1000".to_string(),
-            format!("rbuild {}", env!("CARGO_PKG_VERSION"))
-        ]
+        vec!["1000".to_string(), here.trim().to_string()]
     );
 }

@@ -132,6 +132,21 @@ fn missing_certificate_file_fails_before_any_step() {
     assert_eq!(error["exit_code"], 1);
 }
 
+/// A TLS registry with user `builder` / `right-password`, and the `--registry-certificate`
+/// value that trusts it.
+fn htpasswd_registry() -> Option<(TestRegistry, String)> {
+    let registry = TestRegistry::start_or_skip(RegistryAuth::Htpasswd {
+        username: "builder".into(),
+        password: "right-password".into(),
+    })?;
+    let trust = format!(
+        "{}={}",
+        registry.host(),
+        registry.tls().unwrap().ca_cert.display()
+    );
+    Some((registry, trust))
+}
+
 fn write_docker_config(dir: &Path, host: &str, user: &str, password: &str) {
     fs::create_dir_all(dir).unwrap();
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -144,17 +159,9 @@ fn write_docker_config(dir: &Path, host: &str, user: &str, password: &str) {
 
 #[test]
 fn push_permission_is_checked_before_any_step_runs() {
-    let Some(registry) = TestRegistry::start_or_skip(RegistryAuth::Htpasswd {
-        username: "builder".into(),
-        password: "right-password".into(),
-    }) else {
+    let Some((registry, trust)) = htpasswd_registry() else {
         return;
     };
-    let trust = format!(
-        "{}={}",
-        registry.host(),
-        registry.tls().unwrap().ca_cert.display()
-    );
     let scratch = Scratch::new();
     write_docker_config(
         &scratch.path("docker-config"),
@@ -230,17 +237,9 @@ fn login(config: &Path, host: &str, password: &str, extra: &[&str]) -> Output {
 
 #[test]
 fn login_verifies_before_storing_and_keeps_the_file_private() {
-    let Some(registry) = TestRegistry::start_or_skip(RegistryAuth::Htpasswd {
-        username: "builder".into(),
-        password: "right-password".into(),
-    }) else {
+    let Some((registry, trust)) = htpasswd_registry() else {
         return;
     };
-    let trust = format!(
-        "{}={}",
-        registry.host(),
-        registry.tls().unwrap().ca_cert.display()
-    );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("new-config-dir");
 
@@ -299,7 +298,17 @@ fn immutable_tag_errors_fail_unless_ignored() {
 
     let proxy = FaultProxy::start(registry.addr(), vec![rule()]).unwrap();
     let destination = format!("{}/immutable/app:v1", proxy.host());
-    let refused = scratch.build(&["--destination", &destination]);
+    let digest_file = scratch.path("digest");
+    let refused = scratch.build(&[
+        "--destination",
+        &destination,
+        "--digest-file",
+        digest_file.to_str().unwrap(),
+    ]);
+    assert!(
+        !digest_file.exists(),
+        "a digest file names an image that was not pushed"
+    );
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).contains("immutable"),

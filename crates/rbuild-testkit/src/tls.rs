@@ -44,14 +44,7 @@ impl TestTls {
         let ca = ca_params.self_signed(&ca_key)?;
 
         let server_key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-        params.subject_alt_names.extend([
-            SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-        ]);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "rbuild testkit registry");
+        let mut params = loopback_params("rbuild testkit registry")?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server = params.signed_by(&server_key, &ca, &ca_key)?;
 
@@ -84,14 +77,7 @@ impl TestTls {
     pub fn generate_self_signed_leaf(dir: &Path) -> Result<TestTls, TestkitError> {
         let mut tls = TestTls::generate(dir)?;
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-        params.subject_alt_names.extend([
-            SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-        ]);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "rbuild testkit self-signed registry");
+        let mut params = loopback_params("rbuild testkit self-signed registry")?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let cert = params.self_signed(&key)?;
         tls.server_cert = dir.join("self-signed.crt");
@@ -134,6 +120,19 @@ impl SigningCert {
             bundle,
         })
     }
+}
+
+/// Certificate parameters for `localhost`, `127.0.0.1` and `::1`, named `common_name`.
+fn loopback_params(common_name: &str) -> Result<CertificateParams, TestkitError> {
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
+    params.subject_alt_names.extend([
+        SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+    ]);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    Ok(params)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), TestkitError> {

@@ -15,6 +15,8 @@ pub enum ContextSource {
     Tar(PathBuf),
     /// A tar stream (`tar://stdin`, or any reader an embedder passes).
     Reader(Box<dyn Read + Send>),
+    /// A git repository, fetched with the `git` binary into the build's work area.
+    Git(crate::GitContext),
 }
 
 impl std::fmt::Debug for ContextSource {
@@ -23,14 +25,18 @@ impl std::fmt::Debug for ContextSource {
             ContextSource::Dir(p) => write!(f, "Dir({})", p.display()),
             ContextSource::Tar(p) => write!(f, "Tar({})", p.display()),
             ContextSource::Reader(_) => f.write_str("Reader(..)"),
+            ContextSource::Git(g) => write!(f, "Git({})", g.shown_url()),
         }
     }
 }
 
 impl ContextSource {
-    /// Kaniko's `--context` forms: `tar://stdin`, `tar://PATH`, `dir://PATH` or a plain path.
+    /// Kaniko's `--context` forms: `tar://stdin`, `tar://PATH`, `dir://PATH`, a git repository
+    /// ([`crate::GitContext::parse`]) or a plain path.
     pub fn parse(spec: &str) -> ContextSource {
-        if spec == "tar://stdin" {
+        if let Some(git) = crate::GitContext::parse(spec) {
+            ContextSource::Git(git)
+        } else if spec == "tar://stdin" {
             ContextSource::Reader(Box::new(std::io::stdin()))
         } else if let Some(path) = spec.strip_prefix("tar://") {
             ContextSource::Tar(PathBuf::from(path))
@@ -45,6 +51,7 @@ impl ContextSource {
         match self {
             ContextSource::Dir(p) | ContextSource::Tar(p) => p.clone(),
             ContextSource::Reader(_) => PathBuf::from("tar://stdin"),
+            ContextSource::Git(g) => PathBuf::from(g.shown_url()),
         }
     }
 }
@@ -70,8 +77,24 @@ impl BuildContext {
             path: shown.clone(),
             reason,
         };
+        let mut sub_path = sub_path.map(str::to_owned);
         let (base, extracted) = match source {
             ContextSource::Dir(dir) => (dir, None),
+            ContextSource::Git(git) => {
+                let temp = tempfile::Builder::new()
+                    .prefix("git-context-")
+                    .tempdir_in(scratch)
+                    .map_err(|e| bad(e.to_string()))?;
+                git.fetch_into(temp.path()).map_err(&bad)?;
+                // `#REF:SUBDIR` first, then --context-sub-path inside it.
+                if let Some(subdir) = &git.subdir {
+                    sub_path = Some(match sub_path.filter(|s| !s.is_empty()) {
+                        Some(inner) => format!("{subdir}/{inner}"),
+                        None => subdir.clone(),
+                    });
+                }
+                (temp.path().to_path_buf(), Some(temp))
+            }
             ContextSource::Tar(path) => {
                 let file = std::fs::File::open(&path).map_err(|e| bad(e.to_string()))?;
                 let temp = extract(file, scratch).map_err(&bad)?;
@@ -93,7 +116,7 @@ impl BuildContext {
         })?;
         // The sub-path is resolved inside the context: a symlink in it is followed as it would
         // be with the context as `/`, never to the host's directories.
-        let fs = match sub_path.filter(|s| !s.is_empty()) {
+        let fs = match sub_path.as_deref().filter(|s| !s.is_empty()) {
             None => base,
             Some(sub) => {
                 let cleaned = crate::dockerignore::go_clean(sub.trim_start_matches('/'));

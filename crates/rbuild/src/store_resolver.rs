@@ -74,7 +74,24 @@ impl<'a> StoreResolver<'a> {
 impl BaseResolver for StoreResolver<'_> {
     fn resolve(&self, reference: &Reference, platform: &Platform) -> Resolution {
         let name = reference.to_string();
-        let local = self.store.get_image_for_platform(&name, platform);
+        // A name in the store holds the image of the platform it was pulled for: one of
+        // another platform is a miss (pulled again for this one), not a silent substitute.
+        let local = self
+            .store
+            .get_image_for_platform(&name, platform)
+            .and_then(|found| {
+                let config = &found.2;
+                let its =
+                    Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+                if config.architecture.is_empty() || its.matches(platform) {
+                    Ok(found)
+                } else {
+                    Err(rbuild_store::StoreError::NoPlatform {
+                        name: name.clone(),
+                        platform: platform.to_string(),
+                    })
+                }
+            });
         let found = match (local, self.remote) {
             (Ok(found), _) => Ok(found),
             (Err(_), Some(remote)) => match self.lazy {

@@ -312,12 +312,34 @@ impl Builder {
             format: request.format,
             no_cache: request.no_cache,
             allow_security_insecure: request.allow_security_insecure,
+            custom_platform: request.platform.is_some(),
             network: request.network,
             cancel: request.cancel.clone(),
             secrets: &request.secrets,
             proxy_env: crate::proxy_env::proxy_env(&request.build_args),
             record_salt,
         };
+
+        // RUN executes the image's own programs: only for a platform this machine runs
+        // natively (no emulation), checked before anything is built.
+        let host = rbuild_oci::Platform::host();
+        for stage in &plan.stages {
+            let first_run = stage
+                .steps
+                .iter()
+                .find(|s| matches!(s.instruction, rbuild_dockerfile::Instruction::Run(_)));
+            if let (Some(run), false) = (first_run, runs_natively(&stage.platform, &host)) {
+                return Err(env.step_error(
+                    run,
+                    format!(
+                        "RUN cannot run for {} on this {host} machine: rbuild does not emulate \
+                         other platforms; build on a {} machine, or drop --custom-platform \
+                         (or FROM --platform)",
+                        stage.platform, stage.platform
+                    ),
+                ));
+            }
+        }
 
         // The sandbox is checked before anything is built, and says how it isolates.
         if let Some(first_run) = plan
@@ -387,6 +409,14 @@ impl Builder {
             if let Some(sink) = attest {
                 sink.push_took(push_started.elapsed());
             }
+        }
+        // Last, as Kaniko: a digest file names an image that was pushed (when pushing).
+        if let Some(path) = &request.digest_file {
+            output_file::write_output(path, |file| {
+                use std::io::Write;
+                file.write_all(outcome.digest.as_str().as_bytes())
+                    .map_err(|e| e.to_string())
+            })?;
         }
         Ok(outcome)
     }
@@ -504,6 +534,7 @@ impl Builder {
         if let Some(platform) = &request.platform {
             config.architecture = platform.architecture.clone();
             config.os = platform.os.clone();
+            config.variant = platform.variant.clone();
         }
         let (manifest_type, config_type) = match request.format {
             ImageFormat::Oci => (MediaType::OciManifest, MediaType::OciConfig),
@@ -581,13 +612,6 @@ impl Builder {
                     .map_err(|e| e.to_string())
             })?;
         }
-        if let Some(path) = &request.digest_file {
-            output_file::write_output(path, |file| {
-                use std::io::Write;
-                file.write_all(digest.as_str().as_bytes())
-                    .map_err(|e| e.to_string())
-            })?;
-        }
         Ok(BuildOutcome {
             digest,
             manifest,
@@ -647,6 +671,8 @@ struct Env<'a> {
     no_cache: bool,
     /// `--allow security.insecure`.
     allow_security_insecure: bool,
+    /// `--custom-platform` given: a base image of another platform is refused.
+    custom_platform: bool,
     /// The default network of RUN steps.
     network: rbuild_sandbox::Network,
     cancel: crate::CancelToken,
@@ -782,6 +808,13 @@ impl Env<'_> {
             message: message.into(),
         }
     }
+}
+
+/// Whether this machine runs programs of `target` itself: the same platform, or 32-bit x86 on
+/// x86-64.
+fn runs_natively(target: &rbuild_oci::Platform, host: &rbuild_oci::Platform) -> bool {
+    let (t, h) = (target.normalized(), host.normalized());
+    target.matches(host) || (t.os == h.os && h.architecture == "amd64" && t.architecture == "386")
 }
 
 /// The stages whose layers end up in the built image: the target and the stages it is built

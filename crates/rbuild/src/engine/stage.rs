@@ -48,6 +48,25 @@ impl Env<'_> {
                         reference: reference.clone(),
                         reason: e.to_string(),
                     })?;
+                let base_platform = rbuild_oci::Platform::new(
+                    &config.os,
+                    &config.architecture,
+                    config.variant.as_deref(),
+                );
+                if self.custom_platform
+                    && !config.architecture.is_empty()
+                    && !base_platform.matches(&stage.platform)
+                {
+                    return Err(BuildError::BaseImage {
+                        reference: reference.clone(),
+                        reason: format!(
+                            "the image is for {base_platform}, the build for {}: rbuild does not \
+                             convert or emulate platforms; use a base with a {} image (a \
+                             multi-platform index) or drop --custom-platform",
+                            stage.platform, stage.platform
+                        ),
+                    });
+                }
                 StageResult {
                     image: ImageState::from_base(config),
                     layers: manifest.layers,
