@@ -374,20 +374,10 @@ impl BuildInputs {
         context: &crate::context::BuildContext,
         plan: &rbuild_plan::Plan,
     ) -> BuildInputs {
-        let root = crate::copy::SourceRoot {
-            root: context.fs_root(),
-            label: "build context".into(),
-            ignore: Some(context.ignore()),
-            keep_owner: false,
-            owners: None,
-        };
-        let context_digest = crate::input_digest::sources_digest(
-            &root,
-            &[".".to_string()],
-            &crate::IgnoreMatcher::default(),
-        )
-        .map_err(|e| tracing::warn!(error = %e, "no context digest for the provenance"))
-        .ok();
+        let context_digest = context
+            .sources_digest(&[".".to_string()], &[])
+            .map_err(|e| tracing::warn!(error = %e, "no context digest for the provenance"))
+            .ok();
         let mut materials: Vec<(String, Digest)> = Vec::new();
         for stage in &plan.stages {
             let base = match &stage.base {
