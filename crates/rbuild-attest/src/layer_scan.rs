@@ -13,8 +13,8 @@ use std::io::{self, BufRead, BufReader, Read};
 /// How many of a layer's largest files are kept.
 pub const TOP_FILES: usize = 10;
 
-/// The most files of one image hashed for the SBOM; files past it are listed without a
-/// checksum and the SBOM says so.
+/// The most files of one layer listed (and hashed) for the SBOM; files past it are counted,
+/// not listed, and the SBOM says how many were left out.
 pub const MAX_HASHED_FILES: usize = 200_000;
 
 /// What to gather besides sizes and whiteouts.
@@ -41,8 +41,11 @@ pub struct LayerScan {
     pub top_files: Vec<FileSize>,
     /// Every whiteout: `path` (deleted) or `dir/` (opaque), in tar order.
     pub whiteouts: Vec<String>,
-    /// Regular files (hard links included), when `listed_files`.
+    /// Regular files (hard links included), when `listed_files`, at most [`MAX_HASHED_FILES`].
     pub files: Vec<ScannedFile>,
+    /// Regular files past [`MAX_HASHED_FILES`], counted only.
+    #[serde(default)]
+    pub files_left_out: u64,
     /// Package databases (status files, `.list` files, apk and rpm databases) found.
     pub databases: Vec<FoundDatabase>,
     /// Databases that could not be read, one line each.
@@ -175,19 +178,18 @@ pub fn scan_layer(
             }
         }
         if options.files {
-            let sha256 = if scan.files.len() < MAX_HASHED_FILES {
-                let mut hasher = Sha256Hasher::new();
-                match &content {
-                    Some(bytes) => hasher.update(bytes),
-                    None => {
-                        io::copy(&mut entry, &mut hasher)
-                            .map_err(|e| fail(format!("{path}: {e}")))?;
-                    }
+            if scan.files.len() >= MAX_HASHED_FILES {
+                scan.files_left_out += 1;
+                continue;
+            }
+            let mut hasher = Sha256Hasher::new();
+            match &content {
+                Some(bytes) => hasher.update(bytes),
+                None => {
+                    io::copy(&mut entry, &mut hasher).map_err(|e| fail(format!("{path}: {e}")))?;
                 }
-                Some(hasher.finish().0.encoded().to_owned())
-            } else {
-                None
-            };
+            }
+            let sha256 = Some(hasher.finish().0.encoded().to_owned());
             scan.files.push(ScannedFile { path, size, sha256 });
         }
     }
@@ -324,6 +326,46 @@ pub(crate) mod tests {
         assert!(plain.files.is_empty() && plain.databases.is_empty());
         assert_eq!(plain.top_files, scan.top_files);
         assert!(scan.serves(ScanOptions::default()) && !plain.serves(options));
+    }
+
+    #[test]
+    fn rpm_and_apk_databases_in_a_layer_are_read_and_junk_is_a_problem_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("rpmdb.sqlite");
+        let header = crate::packages::rpm::header_blob(
+            &[
+                (1000, "bash"),
+                (1001, "5.2"),
+                (1002, "1.fc40"),
+                (1022, "x86_64"),
+            ],
+            &[(1116, 0)],
+            &[(1118, &["/usr/bin/"]), (1117, &["bash"])],
+        );
+        crate::packages::rpm::write_rpmdb(&db, &[header]);
+        let rpmdb = std::fs::read(&db).unwrap();
+        let tar = tar_of(&[
+            ("usr/lib/sysimage/rpm/rpmdb.sqlite", Some(&rpmdb)),
+            (
+                "lib/apk/db/installed",
+                Some(b"P:musl\nV:1.2.5-r0\nF:lib\nR:libc.so\n"),
+            ),
+            ("var/lib/rpm/rpmdb.sqlite", Some(b"hostile: not a database")),
+        ]);
+        let options = ScanOptions {
+            files: true,
+            packages: true,
+        };
+        let scan = scan_layer(&tar[..], options, "t").unwrap();
+        let names: Vec<&str> = scan
+            .databases
+            .iter()
+            .flat_map(|d| d.packages.iter().map(|p| p.name.as_str()))
+            .collect();
+        assert_eq!(names, vec!["bash", "musl"]);
+        assert_eq!(scan.databases[0].packages[0].files, vec!["usr/bin/bash"]);
+        assert_eq!(scan.problems.len(), 1, "{:?}", scan.problems);
+        assert!(scan.problems[0].starts_with("var/lib/rpm/rpmdb.sqlite in the image: "));
     }
 
     #[test]
