@@ -30,7 +30,7 @@ for i in $(seq 1 "$RUNS"); do
   for variant in base attest; do
     if [ "$variant" = base ]; then args=$BASE_ARGS; else args=$ATTEST_ARGS; fi
     echo "[attest_cost] run $i/$RUNS: $variant" >&2
-    RBUILD_EXTRA_ARGS=$args "$HERE/run.sh" --builders rbuild --scenario "$SCENARIO" --runs 1 --json \
+    RBUILD_ARGS=$args "$HERE/run.sh" --builders rbuild --scenario "$SCENARIO" --runs 1 --json \
       >"$OUT/$variant-$i.json"
   done
 done

@@ -241,10 +241,6 @@ write_build_script() {  # builder mode state_dir dockerfile context destination 
           rbuild_has cache-copy-layers && extra+=(--cache-copy-layers)
           [ "$mode" = local-cache ] || extra+=(--cache-repo "$cache_repo")
         fi
-        # RBUILD_EXTRA_ARGS: more flags for every rbuild build (benches/e2e/attest_cost.sh).
-        local more=()
-        read -ra more <<<"${RBUILD_EXTRA_ARGS:-}"
-        extra+=("${more[@]}")
         echo "$wrap_build$(q "${RBUILD_PREFIX[@]}") --context $(q "$ctx") --dockerfile $(q "$df") --destination $(q "$dest") --insecure $(q "${RBUILD_INSECURE_PULL[@]}" "${extra[@]}")"
         ;;
     esac

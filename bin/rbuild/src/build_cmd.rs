@@ -34,7 +34,9 @@ pub fn run(args: &BuildArgs) -> Result<(), BuildFailure> {
 
 fn build(args: &BuildArgs) -> Result<()> {
     crate::kaniko_flags::check(args)?;
-    let progress = Arc::new(Progress::new(args.log_format, args.kaniko.log_timestamp));
+    let progress = Arc::new(
+        Progress::new(args.log_format, args.kaniko.log_timestamp).with_profile(args.profile),
+    );
     for note in args.kaniko.no_op_notes() {
         tracing::debug!("{note}");
     }
@@ -132,6 +134,7 @@ fn build(args: &BuildArgs) -> Result<()> {
         cache_ttl: args.cache_ttl.as_deref().map(parse_ttl).transpose()?,
         cache_copy_layers: args.cache_copy_layers,
         cache_run_layers: args.cache_run_layers,
+        no_cache: args.no_cache,
         report: args.reports.clone(),
         provenance: args.provenance,
         sbom: args.sbom,
@@ -247,7 +250,7 @@ fn source_date_epoch(reproducible: bool) -> Result<Option<i64>> {
 }
 
 /// The store: `$XDG_CACHE_HOME/rbuild`, else `~/.cache/rbuild`, else a directory in /tmp.
-fn default_store_dir() -> PathBuf {
+pub(crate) fn default_store_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("rbuild");
     }

@@ -3,12 +3,24 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// Daemonless OCI image builder: builds a Dockerfile and pushes the image, no Docker daemon,
-/// no privileged container.
+/// `rbuild version` and `--version`: the version, the commit and the build date.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RBUILD_COMMIT"),
+    ", built ",
+    env!("RBUILD_BUILD_DATE"),
+    ")"
+);
+
+/// Build a container image from a Dockerfile and push it to registries, without a Docker
+/// daemon or a privileged container. Takes Kaniko's flags.
+///
+/// Example: rbuild --context . --destination registry.example.com/team/app:1.0
 #[derive(Debug, Parser)]
 #[command(
     name = "rbuild",
-    version,
+    version = VERSION,
     args_conflicts_with_subcommands = true,
     // Kaniko (cobra) lets the last of a repeated flag win; CI templates rely on it to
     // override defaults with `$EXTRA_ARGS`. Repeatable flags still collect every value.
@@ -31,7 +43,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Store credentials for a registry in the docker config.json, as `docker login` does.
     Login(LoginArgs),
-    /// Print rbuild's version.
+    /// Remove step-cache records and the blobs nothing needs any more from the local store;
+    /// safe while builds run (what they use stays).
+    Prune(PruneArgs),
+    /// Print rbuild's version, commit and build date.
     Version,
 }
 
@@ -51,6 +66,21 @@ pub struct PlanArgs {
     /// The platform to build for, `os/arch[/variant]` (default: this machine's).
     #[arg(long, alias = "custom-platform")]
     pub platform: Option<String>,
+}
+
+/// Flags of `rbuild prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The content store (default as for a build).
+    #[arg(long = "cache-dir", env = "RBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Remove the least recently used cache records until the store's blobs fit in this size
+    /// (`500MB`, `10GB`, `2GiB`, or bytes).
+    #[arg(long = "keep-storage", value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// Remove every cache record (images named in the store stay).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Flags of `rbuild login`.
@@ -123,6 +153,11 @@ pub struct BuildArgs {
     /// Reproducible image: every timestamp at 0 (unless SOURCE_DATE_EPOCH is set).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub reproducible: bool,
+    /// Print where each step's time went (process run, snapshot walk, tar, compress, hash,
+    /// store write, upload, apply) as a table after the build; `--log-format json` always
+    /// emits a `step_profile` event per step that made a layer.
+    #[arg(long)]
+    pub profile: bool,
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
     pub compression: CompressionArg,
@@ -188,6 +223,10 @@ pub struct BuildArgs {
     /// Cache RUN layers in the registry (default true; `=false` opts out).
     #[arg(long = "cache-run-layers", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
     pub cache_run_layers: bool,
+    /// Run every step: neither the local step cache nor the registry cache is read (layers
+    /// are still recorded for later builds), as `docker build --no-cache`.
+    #[arg(long = "no-cache", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub no_cache: bool,
     /// The content store (pulled bases, built layers, the step cache).
     #[arg(long = "cache-dir", env = "RBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -21,7 +21,7 @@ pub fn level(verbosity: &str) -> LevelFilter {
 pub fn init(verbosity: &str, format: LogFormatArg, timestamps: bool) {
     use tracing_subscriber::fmt::time::SystemTime;
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::LogWriter::default)
         .with_max_level(level(verbosity))
         .with_target(false)
         .with_ansi(format == LogFormatArg::Color);

@@ -16,6 +16,7 @@ mod logging;
 mod login_cmd;
 mod plan_cmd;
 mod progress;
+mod prune_cmd;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -36,10 +37,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(cli::Command::Plan(args)) => plan_cmd::run(args),
         Some(cli::Command::Login(args)) => login_cmd::run(args),
-        Some(cli::Command::Version) => {
-            println!("rbuild {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Some(cli::Command::Prune(args)) => prune_cmd::run(args),
+        Some(cli::Command::Version) => print_stdout(&format!("rbuild {}\n", cli::VERSION)),
         None => match build(&cli.build) {
             Ok(()) => Ok(()),
             Err(failure) => {
@@ -61,6 +60,17 @@ fn main() -> ExitCode {
             eprintln!("{}", error_text::one_line(&err));
             ExitCode::from(1)
         }
+    }
+}
+
+/// Writes machine output to stdout; a reader that went away (`rbuild plan | head`) ends the
+/// output quietly instead of panicking.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 

@@ -22,6 +22,8 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     for warning in &planned.plan.warnings {
         eprintln!("{}", warning.render(name));
     }
-    println!("{}", serde_json::to_string_pretty(&planned.plan)?);
-    Ok(())
+    crate::print_stdout(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&planned.plan)?
+    ))
 }

@@ -3,12 +3,27 @@
 
 use crate::cli::LogFormatArg;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rbuild::plan::MissReason;
 use rbuild::registry::{PushOutcome, Transfer, TransferFn, TransferKind};
-use rbuild::{BuildEvent, BuildOutcome, ProgressFn, StepStatus};
+use rbuild::{BuildEvent, BuildOutcome, ProgressFn, StepPhases, StepStatus};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The phases of a step, named as the JSON events and the `--profile` table name them.
+fn phase_list(p: &StepPhases) -> [(&'static str, Duration); 8] {
+    [
+        ("run", p.run),
+        ("snapshot", p.snapshot),
+        ("tar", p.tar),
+        ("compress", p.compress),
+        ("hash", p.hash),
+        ("store_write", p.store_write),
+        ("upload", p.upload),
+        ("apply", p.apply),
+    ]
+}
 
 /// Prints build events on stderr (stdout stays free for machine output). On a terminal (text
 /// formats only) the running step is a live spinner with its elapsed time; finished steps and
@@ -17,9 +32,57 @@ pub struct Progress {
     format: LogFormatArg,
     started: Instant,
     step: Mutex<usize>,
+    /// The number each step got, by (stage, line), for naming a missed parent step.
+    numbers: Mutex<std::collections::BTreeMap<(usize, usize), usize>>,
     live: Option<Live>,
     /// `--log-timestamp`: every line starts with the time (JSON events get a `time` field).
     timestamps: bool,
+    /// `--profile`: the steps' phases, printed as a table with the summary.
+    profile: Option<Mutex<Vec<ProfileRow>>>,
+}
+
+/// One step of the `--profile` table.
+struct ProfileRow {
+    step: usize,
+    stage: usize,
+    line: usize,
+    phases: StepPhases,
+}
+
+/// The live display's bars, once there is one: log lines (warnings of the libraries) are
+/// printed above them instead of through them (see [`LogWriter`]).
+static LIVE_BARS: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+
+/// Where `tracing` events are written: stderr, but above the live display when there is one,
+/// so a warning never leaves half-drawn spinner lines in the scrollback.
+#[derive(Default)]
+pub struct LogWriter {
+    buffer: Vec<u8>,
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&self.buffer).into_owned();
+        self.buffer.clear();
+        match LIVE_BARS.get() {
+            Some(bars) => bars.println(text.trim_end_matches('\n')),
+            None => std::io::stderr().lock().write_all(text.as_bytes()),
+        }
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
 }
 
 /// The live display of a terminal.
@@ -32,19 +95,30 @@ struct Live {
 
 impl Progress {
     pub fn new(format: LogFormatArg, timestamps: bool) -> Self {
-        let live =
-            (format != LogFormatArg::Json && std::io::stderr().is_terminal()).then(|| Live {
-                bars: MultiProgress::new(),
+        let live = (format != LogFormatArg::Json && std::io::stderr().is_terminal()).then(|| {
+            let bars = MultiProgress::new();
+            let _ = LIVE_BARS.set(bars.clone());
+            Live {
+                bars,
                 running: Mutex::new(None),
                 transfers: Mutex::new(None),
-            });
+            }
+        });
         Progress {
             format,
             started: Instant::now(),
             step: Mutex::new(0),
+            numbers: Mutex::default(),
             live,
+            profile: None,
             timestamps,
         }
+    }
+
+    /// With `on`, keeps every step's phases and prints them as a table after the build.
+    pub fn with_profile(mut self, on: bool) -> Self {
+        self.profile = on.then(Mutex::default);
+        self
     }
 
     fn json(&self) -> bool {
@@ -83,12 +157,40 @@ impl Progress {
         let _ = writeln!(err, "{text}");
     }
 
+    /// `text` cut to the terminal's width (with `…`); as it is without a terminal.
+    fn fit(&self, text: &str) -> String {
+        let Some(width) = self.live.as_ref().map(|_| console::Term::stderr().size().1) else {
+            return text.to_string();
+        };
+        let width = usize::from(width).max(20);
+        if text.chars().count() <= width {
+            return text.to_string();
+        }
+        let mut cut: String = text.chars().take(width - 1).collect();
+        cut.push('…');
+        cut
+    }
+
+    /// Removes the byte counter of the transfers so far (terminal only): each step's
+    /// transfers get a fresh one instead of a stale line under the next step.
+    fn clear_transfers(&self) {
+        let Some(live) = &self.live else { return };
+        if let Some(bar) = live
+            .transfers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+
     /// Shows `label` as the running step (terminal only).
     fn start_spinner(&self, label: String) {
         let Some(live) = &self.live else { return };
         let bar = live.bars.add(ProgressBar::new_spinner());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {elapsed_precise}")
+            ProgressStyle::with_template("{spinner} {elapsed_precise} {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_message(label);
@@ -147,17 +249,30 @@ impl Progress {
                 stage,
                 line,
                 keyword,
+                stage_name,
+                position,
+                count,
+                text,
+                ..
             } => {
                 *step += 1;
+                self.numbers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((*stage, *line), *step);
                 if self.json() {
                     self.line(
                         &json!({"event": "step_started", "step": *step, "stage": stage,
-                                "line": line, "instruction": keyword})
+                                "stage_name": stage_name, "position": position,
+                                "count": count, "line": line, "instruction": keyword,
+                                "text": text})
                         .to_string(),
                     );
                 } else {
-                    let label = format!("#{} {keyword} (line {line})", *step);
-                    self.line(&label);
+                    // BuildKit's label: `[build 3/4] RUN make`, cut to the terminal's width.
+                    let label = format!("#{} [{stage_name} {position}/{count}] {text}", *step);
+                    self.clear_transfers();
+                    self.line(&self.fit(&label));
                     self.start_spinner(label);
                 }
             }
@@ -169,6 +284,41 @@ impl Progress {
                     );
                 } else {
                     self.line(&format!("#{} | {text}", *step));
+                }
+            }
+            BuildEvent::CacheMiss {
+                stage,
+                line,
+                keyword,
+                reason,
+            } => {
+                let number = |l: &usize| {
+                    self.numbers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&(*stage, *l))
+                        .copied()
+                };
+                let own = number(line).unwrap_or(*step);
+                let text = match reason {
+                    MissReason::ParentMissed { line: parent } => match number(parent) {
+                        Some(n) => format!("parent step #{n} missed"),
+                        None => reason.to_string(),
+                    },
+                    other => other.to_string(),
+                };
+                if self.json() {
+                    let mut event = json!({"event": "cache_miss", "step": own, "stage": stage,
+                                           "line": line, "instruction": keyword,
+                                           "message": text});
+                    if let (Some(map), Ok(serde_json::Value::Object(why))) =
+                        (event.as_object_mut(), serde_json::to_value(reason))
+                    {
+                        map.extend(why);
+                    }
+                    self.line(&event.to_string());
+                } else {
+                    self.line(&self.paint("33", &format!("#{own} {keyword} missed: {text}")));
                 }
             }
             BuildEvent::StepFinished(report) => {
@@ -204,6 +354,29 @@ impl Progress {
                         report.keyword,
                         self.paint(colour, status)
                     ));
+                }
+            }
+            BuildEvent::StepProfile {
+                stage,
+                line,
+                phases,
+            } => {
+                if self.json() {
+                    let mut event = json!({"event": "step_profile", "step": *step,
+                                           "stage": stage, "line": line});
+                    for (name, time) in phase_list(phases) {
+                        event[name] = json!(time.as_secs_f64());
+                    }
+                    self.line(&event.to_string());
+                } else if let Some(rows) = &self.profile {
+                    rows.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(ProfileRow {
+                            step: *step,
+                            stage: *stage,
+                            line: *line,
+                            phases: phases.clone(),
+                        });
                 }
             }
             BuildEvent::ImageCommitted { digest } => {
@@ -301,6 +474,7 @@ impl Progress {
         for warning in &outcome.warnings {
             self.warning(warning);
         }
+        self.print_profile();
         if self.json() {
             self.line(
                 &json!({"event": "built", "digest": outcome.digest.to_string(), "size": size,
@@ -315,6 +489,29 @@ impl Progress {
                     outcome.digest, size
                 ),
             ));
+        }
+    }
+
+    /// The `--profile` table: one row per step that made a layer, seconds per phase.
+    fn print_profile(&self) {
+        let Some(rows) = &self.profile else { return };
+        let rows = rows.lock().unwrap_or_else(|e| e.into_inner());
+        if rows.is_empty() {
+            return;
+        }
+        let mut header = format!("{:>5} {:>5} {:>5}", "step", "stage", "line");
+        for (name, _) in phase_list(&StepPhases::default()) {
+            header.push_str(&format!(" {name:>11}"));
+        }
+        self.line(&format!(
+            "profile (seconds; the layer parts overlap in time)\n{header}"
+        ));
+        for row in rows.iter() {
+            let mut text = format!("{:>5} {:>5} {:>5}", row.step, row.stage, row.line);
+            for (_, time) in phase_list(&row.phases) {
+                text.push_str(&format!(" {:>11.3}", time.as_secs_f64()));
+            }
+            self.line(&text);
         }
     }
 

@@ -6,24 +6,37 @@
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender};
 
+use std::time::{Duration, Instant};
+
 use rbuild_oci::{Digest, Sha256Hasher};
+
+use crate::profile::{Phase, WriteProfile};
 
 /// The size of one chunk handed to the compressor.
 pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
 
 /// Collects tar bytes into chunks and sends full chunks to the compressing thread.
-pub(crate) struct ChunkSink {
+pub(crate) struct ChunkSink<'p> {
     buf: Vec<u8>,
+    profile: &'p WriteProfile,
+    /// Time spent waiting for the compressor to take a chunk.
+    pub(crate) blocked: Duration,
     filled: usize,
     hasher: Sha256Hasher,
     tx: SyncSender<Vec<u8>>,
     recycled: Receiver<Vec<u8>>,
 }
 
-impl ChunkSink {
-    pub(crate) fn new(tx: SyncSender<Vec<u8>>, recycled: Receiver<Vec<u8>>) -> Self {
+impl<'p> ChunkSink<'p> {
+    pub(crate) fn new(
+        tx: SyncSender<Vec<u8>>,
+        recycled: Receiver<Vec<u8>>,
+        profile: &'p WriteProfile,
+    ) -> Self {
         ChunkSink {
             buf: vec![0; CHUNK_SIZE],
+            profile,
+            blocked: Duration::ZERO,
             filled: 0,
             hasher: Sha256Hasher::new(),
             tx,
@@ -78,7 +91,8 @@ impl ChunkSink {
     }
 
     fn send_chunk(&mut self) -> io::Result<()> {
-        self.hasher.update(&self.buf[..self.filled]);
+        let (hasher, data) = (&mut self.hasher, &self.buf[..self.filled]);
+        self.profile.time(Phase::Hash, || hasher.update(data));
         let next = match self.recycled.try_recv() {
             Ok(mut buf) => {
                 buf.resize(CHUNK_SIZE, 0);
@@ -89,7 +103,10 @@ impl ChunkSink {
         let mut full = std::mem::replace(&mut self.buf, next);
         full.truncate(self.filled);
         self.filled = 0;
-        self.tx.send(full).map_err(|_| stopped())
+        let start = Instant::now();
+        let sent = self.tx.send(full).map_err(|_| stopped());
+        self.blocked += start.elapsed();
+        sent
     }
 }
 

@@ -102,6 +102,9 @@ pub enum LayerError {
     /// Writing the layer stream failed.
     #[error("writing the layer stream: {0}")]
     Output(#[source] io::Error),
+    /// Reading an uncompressed layer to compress it failed.
+    #[error("reading the uncompressed layer: {0}")]
+    Input(#[source] io::Error),
     /// A worker thread of the write pipeline panicked (a bug).
     #[error("layer write pipeline failed: {0}")]
     Pipeline(&'static str),

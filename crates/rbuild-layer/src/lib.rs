@@ -57,6 +57,7 @@ mod error;
 mod meta_limit;
 mod overlay;
 mod parallel_gzip;
+mod profile;
 mod safe_path;
 mod scan;
 mod tar_header;
@@ -71,6 +72,7 @@ pub use apply::{
 pub use changes::{Change, ChangeSet};
 pub use error::LayerError;
 pub use overlay::changes_from_overlay_upper;
+pub use profile::WriteProfile;
 pub use rbuild_oci::Compression;
 pub use scan::{diff, FileMeta, TreeScan};
 pub use tar_stream::OwnerMap;

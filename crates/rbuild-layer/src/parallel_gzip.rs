@@ -24,9 +24,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use flate2::{Compress, FlushCompress, Status};
-use rbuild_oci::{Digest, DigestWriter};
+use rbuild_oci::Digest;
 
 use crate::error::LayerError;
+use crate::profile::{Phase, TimedDigest, WriteProfile};
 
 /// The deflate window: how much of the previous chunk primes the next one.
 const WINDOW: usize = 32 * 1024;
@@ -69,6 +70,7 @@ pub(crate) fn gzip_chunks<W: Write>(
     level: u32,
     workers: usize,
     out: W,
+    profile: &WriteProfile,
 ) -> Result<(Digest, u64), LayerError> {
     let workers = workers.max(1);
     let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
@@ -78,13 +80,19 @@ pub(crate) fn gzip_chunks<W: Write>(
         for _ in 0..workers {
             let job_rx = Arc::clone(&job_rx);
             let done_tx = done_tx.clone();
-            scope.spawn(move || deflate_worker(level, &job_rx, &done_tx));
+            scope.spawn(move || deflate_worker(level, &job_rx, &done_tx, profile));
         }
         // Only the workers hold the job receiver: when they are all gone, dispatching stops.
         drop(job_rx);
         let dispatch_done = done_tx;
         scope.spawn(move || dispatch(rx, job_tx, dispatch_done));
-        collect(done_rx, recycle, level, out)
+        collect(
+            done_rx,
+            recycle,
+            level,
+            TimedDigest::new(out, profile),
+            profile,
+        )
     })
 }
 
@@ -120,7 +128,12 @@ fn dispatch(rx: Receiver<Vec<u8>>, jobs: SyncSender<Job>, done: SyncSender<Done>
     });
 }
 
-fn deflate_worker(level: u32, jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Done>) {
+fn deflate_worker(
+    level: u32,
+    jobs: &Mutex<Receiver<Job>>,
+    done: &SyncSender<Done>,
+    profile: &WriteProfile,
+) {
     loop {
         let job = {
             let Ok(rx) = jobs.lock() else { return };
@@ -129,7 +142,7 @@ fn deflate_worker(level: u32, jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Don
                 Err(_) => return,
             }
         };
-        let message = match deflate_piece(level, &job) {
+        let message = match profile.time(Phase::Compress, || deflate_piece(level, &job)) {
             Ok(compressed) => Done::Piece {
                 seq: job.seq,
                 data: job.data,
@@ -178,9 +191,9 @@ fn collect<W: Write>(
     done: Receiver<Done>,
     recycle: SyncSender<Vec<u8>>,
     level: u32,
-    out: W,
+    mut out: TimedDigest<'_, W>,
+    profile: &WriteProfile,
 ) -> Result<(Digest, u64), LayerError> {
-    let mut out = DigestWriter::new(out);
     out.write_all(&header(level)).map_err(LayerError::Output)?;
     let mut crc = crc32fast::Hasher::new();
     let mut isize: u64 = 0;
@@ -206,7 +219,7 @@ fn collect<W: Write>(
         }
         while let Some((data, compressed)) = waiting.remove(&next) {
             out.write_all(&compressed).map_err(LayerError::Output)?;
-            crc.update(&data);
+            profile.time(Phase::Compress, || crc.update(&data));
             isize += data.len() as u64;
             let _ = recycle.try_send(data);
             next += 1;
@@ -223,8 +236,7 @@ fn collect<W: Write>(
     out.write_all(&(isize as u32).to_le_bytes())
         .map_err(LayerError::Output)?;
     out.flush().map_err(LayerError::Output)?;
-    let (_, digest, size) = out.finish();
-    Ok((digest, size))
+    Ok(out.finish())
 }
 
 #[cfg(test)]
@@ -234,6 +246,7 @@ mod tests {
 
     use super::{deflate_piece, gzip_chunks, Job, WINDOW};
     use crate::chunk_sink::{ChunkSink, CHUNK_SIZE};
+    use crate::profile::WriteProfile;
 
     /// Compressible text-like bytes (words from a xorshift sequence), `len` of them.
     fn text(len: usize) -> Vec<u8> {
@@ -285,12 +298,14 @@ mod tests {
     /// `copy_len` bytes from a reader returning `read_sizes`) into `gzip_chunks` with
     /// `workers` threads; returns the gzip bytes.
     fn pipeline(data: &[u8], read_sizes: &[usize], copy_len: u64, workers: usize) -> Vec<u8> {
+        let profile = WriteProfile::default();
+        let profile = &profile;
         let (tx, rx) = sync_channel::<Vec<u8>>(4);
         let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(6);
         let mut out = Vec::new();
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || {
-                let mut sink = ChunkSink::new(tx, recycle_rx);
+                let mut sink = ChunkSink::new(tx, recycle_rx, profile);
                 let mut reader = Uneven {
                     data,
                     sizes: read_sizes,
@@ -304,7 +319,8 @@ mod tests {
                 }
                 sink.finish().unwrap()
             });
-            let (digest, size) = gzip_chunks(rx, recycle_tx, 6, workers, &mut out).unwrap();
+            let (digest, size) =
+                gzip_chunks(rx, recycle_tx, 6, workers, &mut out, profile).unwrap();
             producer.join().unwrap();
             assert_eq!(size, out.len() as u64);
             assert_eq!(digest, rbuild_oci::Digest::sha256_of(&out));
@@ -346,7 +362,8 @@ mod tests {
         for (read_sizes, copy_len) in [(&[1usize][..], 3u64), (&[5, 70_001][..], 99_999)] {
             let (tx, rx) = sync_channel::<Vec<u8>>(16);
             let (_recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(1);
-            let mut sink = ChunkSink::new(tx, recycle_rx);
+            let profile = WriteProfile::default();
+            let mut sink = ChunkSink::new(tx, recycle_rx, &profile);
             let mut reader = Uneven {
                 data: &data,
                 sizes: read_sizes,

@@ -54,7 +54,7 @@ pub(crate) fn write_tar(
     changes: &ChangeSet,
     owners: &OwnerMap,
     source_date_epoch: Option<i64>,
-    sink: &mut ChunkSink,
+    sink: &mut ChunkSink<'_>,
 ) -> Result<u64, LayerError> {
     let plan = plan(changes);
     let mut writer = TarStream {
@@ -134,12 +134,12 @@ fn plan(changes: &ChangeSet) -> Vec<PlannedEntry<'_>> {
     plan
 }
 
-struct TarStream<'a, 's> {
+struct TarStream<'a, 's, 'p> {
     root: &'a Path,
     /// Owners written instead of the source tree's, by path relative to `root`.
     owners: &'a OwnerMap,
     epoch: Option<i64>,
-    sink: &'s mut ChunkSink,
+    sink: &'s mut ChunkSink<'p>,
     header: Vec<u8>,
     /// (device, inode) of multiply-linked files already written → their name in the layer.
     hardlinks: HashMap<(u64, u64), Vec<u8>>,
@@ -148,7 +148,7 @@ struct TarStream<'a, 's> {
     entries: u64,
 }
 
-impl TarStream<'_, '_> {
+impl TarStream<'_, '_, '_> {
     fn write_planned(&mut self, entry: &PlannedEntry<'_>) -> Result<(), LayerError> {
         self.write_missing_parents(&entry.name)?;
         match entry.what {

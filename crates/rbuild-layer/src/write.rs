@@ -3,16 +3,20 @@
 //! by a bounded channel of fixed-size chunks. One pass over the
 //! files gives the compressed stream, both digests and both sizes; memory stays bounded.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::mpsc::sync_channel;
 
-use rbuild_oci::{Compression, Digest, DigestWriter, MediaType};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rbuild_oci::{Compression, Digest, MediaType};
 
 use crate::changes::ChangeSet;
 use crate::chunk_sink::ChunkSink;
 use crate::error::LayerError;
 use crate::parallel_gzip;
+use crate::profile::{Phase, TimedDigest, WriteProfile};
 use crate::tar_stream::{self, OwnerMap};
 
 /// The input size of one zstd worker job (a fixed value: it shapes the output).
@@ -68,12 +72,24 @@ pub struct LayerInfo {
 #[derive(Clone, Debug, Default)]
 pub struct LayerWriter {
     options: LayerOptions,
+    profile: Option<Arc<WriteProfile>>,
 }
 
 impl LayerWriter {
     /// A writer with these options.
     pub fn new(options: LayerOptions) -> Self {
-        LayerWriter { options }
+        LayerWriter {
+            options,
+            profile: None,
+        }
+    }
+
+    /// The same writer, adding the time of each part of its writes to `profile`.
+    pub fn profiled(&self, profile: Arc<WriteProfile>) -> LayerWriter {
+        LayerWriter {
+            options: self.options.clone(),
+            profile: Some(profile),
+        }
     }
 
     /// The options in use.
@@ -101,17 +117,65 @@ impl LayerWriter {
         owners: &OwnerMap,
         out: W,
     ) -> Result<LayerInfo, LayerError> {
+        let epoch = self.options.source_date_epoch;
+        self.pipeline(
+            |sink| tar_stream::write_tar(root, changes, owners, epoch, sink),
+            out,
+        )
+    }
+
+    /// Compresses `tar`, an uncompressed layer (as this crate writes with
+    /// [`Compression::None`]), with this writer's options: the blob is byte for byte the one
+    /// [`LayerWriter::write`] gives for the tree the tar was written from, so a layer kept
+    /// uncompressed can be compressed when it first leaves the machine. `entries` is 0 (the
+    /// tar is not parsed).
+    pub fn compress_tar<R: Read + Send, W: Write>(
+        &self,
+        mut tar: R,
+        out: W,
+    ) -> Result<LayerInfo, LayerError> {
+        self.pipeline(
+            move |sink| {
+                let mut buf = vec![0; 256 * 1024];
+                loop {
+                    let n = match tar.read(&mut buf) {
+                        Ok(0) => return Ok(0),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(LayerError::Input(e)),
+                    };
+                    sink.write_bytes(&buf[..n]).map_err(LayerError::Output)?;
+                }
+            },
+            out,
+        )
+    }
+
+    /// Runs `produce` (which writes the tar into the sink and returns its entry count) on a
+    /// thread of its own and compresses what it writes into `out`.
+    fn pipeline<P, W>(&self, produce: P, out: W) -> Result<LayerInfo, LayerError>
+    where
+        P: FnOnce(&mut ChunkSink<'_>) -> Result<u64, LayerError> + Send,
+        W: Write,
+    {
+        let unprofiled = WriteProfile::default();
+        let profile = self.profile.as_deref().unwrap_or(&unprofiled);
         let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
         let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 2);
-        let epoch = self.options.source_date_epoch;
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || {
-                let mut sink = ChunkSink::new(tx, recycle_rx);
-                let entries = tar_stream::write_tar(root, changes, owners, epoch, &mut sink)?;
+                let start = Instant::now();
+                let hashed = profile.hash();
+                let mut sink = ChunkSink::new(tx, recycle_rx, profile);
+                let entries = produce(&mut sink)?;
+                let blocked = sink.blocked;
                 let (diff_id, size) = sink.finish().map_err(LayerError::Output)?;
+                // The tar thread's own work: not its hashing, not its waits.
+                let own = profile.hash().saturating_sub(hashed) + blocked;
+                profile.add(Phase::Tar, start.elapsed().saturating_sub(own));
                 Ok::<_, LayerError>((diff_id, size, entries))
             });
-            let compressed = compress_chunks(&self.options, rx, recycle_tx, out);
+            let compressed = compress_chunks(&self.options, rx, recycle_tx, out, profile);
             let produced = producer
                 .join()
                 .map_err(|_| LayerError::Pipeline("the tar thread panicked"))?;
@@ -170,6 +234,7 @@ fn compress_chunks<W: Write>(
     rx: std::sync::mpsc::Receiver<Vec<u8>>,
     recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
     out: W,
+    profile: &WriteProfile,
 ) -> Result<(Digest, u64), LayerError> {
     let threads = options
         .threads
@@ -177,9 +242,9 @@ fn compress_chunks<W: Write>(
         .max(1);
     if options.compression == Compression::Gzip {
         let level = options.level.unwrap_or(6).clamp(0, 9) as u32;
-        return parallel_gzip::gzip_chunks(rx, recycle, level, threads, out);
+        return parallel_gzip::gzip_chunks(rx, recycle, level, threads, out, profile);
     }
-    let counted = DigestWriter::new(out);
+    let counted = TimedDigest::new(out, profile);
     let mut encoder = match options.compression {
         Compression::None | Compression::Gzip => Encoder::Plain(counted),
         Compression::Zstd => {
@@ -207,17 +272,16 @@ fn compress_chunks<W: Write>(
             complete = true;
             break;
         }
-        encoder.write_all(&chunk).map_err(LayerError::Output)?;
+        encoder.write_all(&chunk, profile)?;
         // The tar thread may be gone or have enough buffers: then the chunk is just freed.
         let _ = recycle.try_send(chunk);
     }
     if !complete {
         return Err(LayerError::Pipeline("the tar stream ended early"));
     }
-    let mut counted = encoder.finish().map_err(LayerError::Output)?;
+    let mut counted = encoder.finish(profile)?;
     counted.flush().map_err(LayerError::Output)?;
-    let (_, digest, size) = counted.finish();
-    Ok((digest, size))
+    Ok(counted.finish())
 }
 
 enum Encoder<W: Write> {
@@ -226,17 +290,30 @@ enum Encoder<W: Write> {
 }
 
 impl<W: Write> Encoder<W> {
-    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+    fn write_all(&mut self, data: &[u8], profile: &WriteProfile) -> Result<(), LayerError> {
         match self {
             Encoder::Plain(w) => w.write_all(data),
-            Encoder::Zstd(w) => w.write_all(data),
+            Encoder::Zstd(w) => compressing(profile, || w.write_all(data)),
         }
+        .map_err(LayerError::Output)
     }
 
-    fn finish(self) -> std::io::Result<W> {
+    fn finish(self, profile: &WriteProfile) -> Result<W, LayerError> {
         match self {
             Encoder::Plain(w) => Ok(w),
-            Encoder::Zstd(w) => w.finish(),
+            Encoder::Zstd(w) => compressing(profile, || w.finish()),
         }
+        .map_err(LayerError::Output)
     }
+}
+
+/// Runs `f`, a call into the compressor, and adds its time, less the hashing and output it
+/// did (its writes into the blob), to [`Phase::Compress`].
+fn compressing<T>(profile: &WriteProfile, f: impl FnOnce() -> T) -> T {
+    let spent = profile.hash() + profile.output();
+    let start = Instant::now();
+    let out = f();
+    let others = (profile.hash() + profile.output()).saturating_sub(spent);
+    profile.add(Phase::Compress, start.elapsed().saturating_sub(others));
+    out
 }

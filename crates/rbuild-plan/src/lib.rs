@@ -34,6 +34,7 @@
 mod args;
 mod error;
 mod key;
+mod key_inputs;
 mod model;
 mod planner;
 mod resolver;
@@ -44,6 +45,9 @@ pub use error::PlanError;
 pub use key::{
     chain_key, image_base_key, image_input_key, scratch_base_key, stage_input_key, url_input_key,
     KeyEncoder, KEY_VERSION,
+};
+pub use key_inputs::{
+    explain_miss, value_digest, KeyInputs, MissReason, ParentKind, StepInputs, MAX_DESCRIBED_FILES,
 };
 pub use model::{Base, Plan, PlanWarning, PlannedStage, Step, StepInput};
 pub use planner::{

@@ -10,6 +10,9 @@
 //!   [`BlobSink`], verified by digest as they arrive, resumed with `Range` after a break.
 //! - **Push** ([`RegistryClient::push_image`]): per blob HEAD → cross-repository mount →
 //!   upload (one PUT, or PATCH chunks + PUT), several at once, manifest last.
+//! - **Streaming upload** ([`RegistryClient::start_stream_upload`], [`StreamUpload`]): a blob
+//!   sent chunk by chunk while it is being produced, its digest given on the final PUT; a
+//!   failed or abandoned session is deleted.
 //! - **Referrers** ([`RegistryClient::push_referrer`]): OCI 1.1 artifact manifests with a
 //!   `subject`, through the referrers API or the `sha256-<hex>` referrers tag schema.
 //! - **Downloads** ([`RegistryClient::download_url`], for `ADD https://…`): the same TLS
@@ -56,6 +59,7 @@ mod referrers;
 mod retry;
 mod scope;
 mod secret;
+mod stream_upload;
 mod tls_config;
 mod transport;
 mod transport_error;
@@ -76,3 +80,4 @@ pub use referrers::{referrers_tag, ReferrerAttach};
 pub use retry::{parse_retry_after, RetryPolicy};
 pub use scope::Scope;
 pub use secret::{redact_url, Secret};
+pub use stream_upload::StreamUpload;

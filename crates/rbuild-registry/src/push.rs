@@ -238,28 +238,8 @@ impl RegistryClient {
         &self,
         destination: &Reference,
     ) -> Result<(), RegistryError> {
-        let repository = destination.repository();
-        let action = format!("push permission check of {repository}");
-        let session = self.push_session(destination, &action).await?;
-        let scope = Scope::push(repository);
-        let url = session.url(&format!("/v2/{repository}/blobs/uploads/"));
-        let response = session
-            .send(&scope, &action, session.retry, |http| {
-                Ok(http.post(&url).header(CONTENT_LENGTH, "0"))
-            })
-            .await?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(status_error(&session.registry, &action, response).await);
-        }
-        let location = location_of(&session, &action, &response)?;
-        let cancelled = session
-            .send(&scope, &action, RetryPolicy::none(), |http| {
-                Ok(http.delete(&location))
-            })
-            .await;
-        if let Err(e) = cancelled {
-            tracing::debug!(%destination, "cancelling the permission-check upload: {e}");
-        }
+        let action = format!("push permission check of {}", destination.repository());
+        self.open_upload(destination, action).await?.abort().await;
         Ok(())
     }
 
@@ -461,7 +441,7 @@ fn is_manifest_blob_unknown(error: &RegistryError) -> bool {
             .any(|c| c.code == "MANIFEST_BLOB_UNKNOWN")
 }
 
-async fn finish_upload(
+pub(crate) async fn finish_upload(
     session: &Session,
     action: &str,
     response: reqwest::Response,
@@ -508,7 +488,7 @@ fn check_docker_content_digest(
     }
 }
 
-fn location_of(
+pub(crate) fn location_of(
     session: &Session,
     action: &str,
     response: &reqwest::Response,
@@ -525,7 +505,7 @@ fn location_of(
     Ok(session.url(location))
 }
 
-fn with_digest(location: &str, digest: &Digest) -> String {
+pub(crate) fn with_digest(location: &str, digest: &Digest) -> String {
     let mut url = location.to_owned();
     url.push(if location.contains('?') { '&' } else { '?' });
     url.push_str("digest=");

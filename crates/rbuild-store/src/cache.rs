@@ -54,7 +54,8 @@ impl Store {
         Ok(())
     }
 
-    /// The record for `key`, if there is one and all its blobs are still present.
+    /// The record for `key`, if there is one and all its blobs are still present (it is then
+    /// marked used).
     pub fn get_cache_record(&self, key: &Digest) -> Result<Option<CacheRecord>, StoreError> {
         let path = self.cache_record_path(key);
         let bytes = match fs::read(&path) {
@@ -68,6 +69,11 @@ impl Store {
                 reason: e.to_string(),
             })?;
         if record.descriptors.iter().all(|d| self.has_blob(&d.digest)) {
+            // Marks it used, for `prune --keep-storage` (least recently used records go
+            // first). A store on a read-only filesystem just keeps the old time.
+            if let Ok(file) = fs::File::options().append(true).open(&path) {
+                let _ = file.set_modified(std::time::SystemTime::now());
+            }
             Ok(Some(record))
         } else {
             tracing::debug!(%key, "cache record names a missing blob; treated as a miss");
@@ -88,11 +94,20 @@ impl Store {
 
     /// Every descriptor named by a cache record (gc roots).
     pub(crate) fn cache_roots(&self) -> Result<Vec<Descriptor>, StoreError> {
-        let mut roots = Vec::new();
+        Ok(self
+            .cache_records()?
+            .into_iter()
+            .flat_map(|r| r.record.descriptors)
+            .collect())
+    }
+
+    /// Every record on disk, with its file and when it was last used (written or hit).
+    pub(crate) fn cache_records(&self) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut records = Vec::new();
         let dir = self.root().join(CACHE_DIR);
         let algorithms = match fs::read_dir(&dir) {
             Ok(it) => it,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(roots),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(records),
             Err(e) => return Err(StoreError::io("list", dir)(e)),
         };
         for alg in algorithms {
@@ -105,15 +120,31 @@ impl Store {
                 if path.extension().is_none_or(|e| e != "json") {
                     continue; // a writer's temp file
                 }
-                let bytes = fs::read(&path).map_err(StoreError::io("read", &path))?;
+                let (bytes, used) = match fs::read(&path).and_then(|b| {
+                    let used = fs::metadata(&path)?.modified()?;
+                    Ok((b, used))
+                }) {
+                    Ok(read) => read,
+                    // Removed meanwhile (a prune, a replacement).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StoreError::io("read", &path)(e)),
+                };
                 let record: CacheRecord =
                     serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                         path: path.clone(),
                         reason: e.to_string(),
                     })?;
-                roots.extend(record.descriptors);
+                records.push(StoredRecord { path, used, record });
             }
         }
-        Ok(roots)
+        Ok(records)
     }
+}
+
+/// A cache record as stored.
+pub(crate) struct StoredRecord {
+    pub path: PathBuf,
+    /// Its file's mtime: written, or last hit.
+    pub used: std::time::SystemTime,
+    pub record: CacheRecord,
 }

@@ -32,9 +32,20 @@ impl Store {
     /// recursively the children of every manifest and index present in the store (config,
     /// layers, manifests, subject).
     pub fn reachable_blobs(&self) -> Result<BTreeSet<Digest>, StoreError> {
+        let mut roots: Vec<Descriptor> = self.read_index()?.manifests;
+        roots.extend(self.cache_roots()?);
+        self.reachable_from(roots)
+    }
+
+    /// The digests reachable from `index.json` alone (named images).
+    pub(crate) fn image_reachable_blobs(&self) -> Result<BTreeSet<Digest>, StoreError> {
+        self.reachable_from(self.read_index()?.manifests)
+    }
+
+    /// `roots` and, recursively, the children of every manifest and index among them.
+    fn reachable_from(&self, roots: Vec<Descriptor>) -> Result<BTreeSet<Digest>, StoreError> {
         let mut reachable = BTreeSet::new();
-        let mut todo: Vec<Descriptor> = self.read_index()?.manifests;
-        todo.extend(self.cache_roots()?);
+        let mut todo = roots;
         while let Some(d) = todo.pop() {
             if !reachable.insert(d.digest.clone()) {
                 continue;
@@ -64,7 +75,9 @@ impl Store {
     /// meanwhile, and `put_image` re-checks its blobs under that lock.
     pub fn gc(&self, grace: Duration) -> Result<GcReport, StoreError> {
         let _lock = self.lock()?;
-        let reachable = self.reachable_blobs()?;
+        let mut reachable = self.reachable_blobs()?;
+        // What running builds rely on (cache hits whose records may be gone).
+        reachable.extend(self.leased_blobs()?);
         let now = SystemTime::now();
         let mut report = GcReport::default();
         let blobs = self.root().join("blobs");

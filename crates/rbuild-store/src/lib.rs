@@ -10,7 +10,9 @@
 //! - Sinks: [`Store::export_oci_layout`] and [`Store::export_docker_archive`].
 //! - The step cache: [`Store::put_cache_record`] / [`Store::get_cache_record`] map a build
 //!   step's cache key to the blobs it produced.
-//! - [`Store::gc`] removes what neither `index.json` nor a cache record reaches.
+//! - [`Store::gc`] removes what neither `index.json`, a cache record nor a running build's
+//!   [`Lease`] reaches; [`Store::prune`] removes step-cache records first (all, or the least
+//!   recently used until the store fits a size).
 //!
 //! Besides the layout, the directory holds `.rbuild-lock`, `.rbuild-ingest/` (temp files) and
 //! `.rbuild-cache/` (step-cache records); OCI tools ignore them. Images with Docker media types
@@ -50,7 +52,9 @@ mod export_oci;
 mod fs_sync;
 mod gc;
 mod images;
+mod lease;
 mod lock;
+mod prune;
 mod ref_name;
 mod store;
 
@@ -58,5 +62,7 @@ pub use blob_writer::BlobWriter;
 pub use cache::CacheRecord;
 pub use error::StoreError;
 pub use gc::{GcReport, DEFAULT_GC_GRACE};
+pub use lease::Lease;
+pub use prune::{PruneOptions, PruneReport};
 pub use ref_name::check_ref_name;
 pub use store::Store;

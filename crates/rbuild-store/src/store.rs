@@ -66,7 +66,13 @@ impl Store {
         if layout.exists() {
             self.check_layout_file()?;
         } else {
-            let ours = [LOCK_FILE, INGEST_DIR, crate::cache::CACHE_DIR, "blobs"];
+            let ours = [
+                LOCK_FILE,
+                INGEST_DIR,
+                crate::cache::CACHE_DIR,
+                crate::lease::LEASE_DIR,
+                "blobs",
+            ];
             let entries = fs::read_dir(&self.root).map_err(StoreError::io("list", &self.root))?;
             for entry in entries {
                 let entry = entry.map_err(StoreError::io("list", &self.root))?;

@@ -63,6 +63,9 @@ pub struct FaultRule {
     pub fault: Fault,
     /// How many matching requests get it.
     pub times: usize,
+    /// How many matching requests pass untouched before the fault applies
+    /// ([`FaultRule::after`]).
+    pub skip: usize,
 }
 
 impl FaultRule {
@@ -73,7 +76,15 @@ impl FaultRule {
             path_contains: Some(path_contains.to_owned()),
             fault,
             times,
+            skip: 0,
         }
+    }
+
+    /// The same rule, applied only after `n` matching requests went through untouched (to
+    /// break an upload in the middle: the third `PATCH`, not the first).
+    pub fn after(mut self, n: usize) -> FaultRule {
+        self.skip = n;
+        self
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
@@ -96,6 +107,10 @@ impl Shared {
     fn take_fault(&self, method: &str, path: &str) -> Option<Fault> {
         let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         let rule = rules.iter_mut().find(|r| r.matches(method, path))?;
+        if rule.skip > 0 {
+            rule.skip -= 1;
+            return None;
+        }
         rule.times -= 1;
         Some(rule.fault.clone())
     }

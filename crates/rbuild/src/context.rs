@@ -58,7 +58,8 @@ pub struct BuildContext {
     _extracted: Option<tempfile::TempDir>,
     /// Digests of sources already read, by patterns and excludes: the cache keys and the
     /// provenance's context digest read the context once.
-    digests: std::sync::Mutex<std::collections::HashMap<String, rbuild_oci::Digest>>,
+    digests:
+        std::sync::Mutex<std::collections::HashMap<String, crate::input_digest::SourcesDigest>>,
 }
 
 impl BuildContext {
@@ -127,7 +128,7 @@ impl BuildContext {
         &self,
         patterns: &[String],
         excludes: &[String],
-    ) -> Result<rbuild_oci::Digest, String> {
+    ) -> Result<crate::input_digest::SourcesDigest, String> {
         let memo_key = format!("{}\u{1}{}", patterns.join("\0"), excludes.join("\0"));
         let memo = || self.digests.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(d) = memo().get(&memo_key) {

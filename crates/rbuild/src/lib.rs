@@ -1,7 +1,6 @@
 //! rbuild: build OCI images from Dockerfiles without a daemon.
 //!
-//! This crate is what other build tools embed and what the `rbuild` binary is a thin script
-//! over:
+//! This crate is what other build tools embed, and what the `rbuild` command line calls:
 //!
 //! - [`plan_dockerfile`]: Dockerfile text → the layer plan (`rbuild plan`);
 //! - [`Builder`]: configured once (content store, RUN runner, progress callback), then
@@ -90,6 +89,43 @@
 //! assert_eq!(outcome.manifest.layers.len(), 1);
 //! assert_eq!(outcome.config.config.cmd, Some(vec!["/hello".to_string()]));
 //! ```
+//!
+//! # In your program: the helper entry point, pushing, async callers
+//!
+//! `RUN` steps run in a sandbox that re-executes the running program as its helper, so a
+//! program that builds Dockerfiles with `RUN` **must call [`run_sandbox_helper_if_requested`]
+//! first thing in `main`** (it returns at once in the ordinary process). Forgetting it makes
+//! the first `RUN` fail with "neither user namespaces nor chroot work here". A [`Remote`]
+//! pulls bases and pushes the result to [`BuildRequest::destinations`], with the registry
+//! options and credentials (docker config, `credHelpers`) the CLI uses.
+//!
+//! [`Builder::build`] blocks. It may be called from an async task (`#[tokio::main]`): it then
+//! runs on a thread of its own (so does every [`Remote`] method), though
+//! `tokio::task::spawn_blocking` keeps the runtime's worker free meanwhile. A complete program,
+//! also in `examples/build_and_push.rs` (built and run by the tests):
+//!
+//! ```no_run
+//! use rbuild::oci::Reference;
+//! use rbuild::registry::{CredentialChain, RegistryOptions};
+//! use rbuild::{BuildRequest, Builder, ContextSource, Remote};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//!     rbuild::run_sandbox_helper_if_requested(); // first thing: RUN needs it
+//!     let remote = Remote::new(RegistryOptions::default(), CredentialChain::from_env())?;
+//!     let builder = Builder::new("/var/cache/rbuild")?.with_remote(&remote);
+//!     let request = BuildRequest {
+//!         context: ContextSource::Dir("./app".into()),
+//!         destinations: vec![Reference::parse("registry.example.com/team/app:1.0")?],
+//!         ..BuildRequest::default()
+//!     };
+//!     let outcome = tokio::task::spawn_blocking(move || builder.build(request)).await??;
+//!     for pushed in &outcome.pushed {
+//!         println!("{}@{}", pushed.reference, pushed.digest);
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 pub use rbuild_attest as attest;
 pub use rbuild_dockerfile as dockerfile;
@@ -108,6 +144,7 @@ mod error;
 pub mod history;
 pub mod image_state;
 mod input_digest;
+mod off_runtime;
 mod planning;
 mod proxy_env;
 mod remote;
@@ -130,7 +167,7 @@ pub use rbuild_sandbox::run_helper_if_requested as run_sandbox_helper_if_request
 pub use remote::Remote;
 pub use request::{
     default_cache_repo, AttestFormat, BuildEvent, BuildOutcome, BuildRequest, CancelToken,
-    DockerfileSource, ImageFormat, StepReport, StepStatus,
+    DockerfileSource, ImageFormat, StepPhases, StepReport, StepStatus,
 };
 pub use runner::{Isolation, NoRunner, RunChanges, RunError, RunRequest, StepRunner};
 pub use sandbox_runner::{LazySandboxRunner, SandboxRunner};

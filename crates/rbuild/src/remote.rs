@@ -19,7 +19,17 @@ pub struct Remote {
 
 struct Inner {
     client: RegistryClient,
-    runtime: tokio::runtime::Runtime,
+    /// Taken (and shut down without blocking) on drop: a runtime dropped the ordinary way
+    /// inside the caller's async runtime would panic.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for Remote {
@@ -41,7 +51,7 @@ impl Remote {
         Ok(Remote {
             inner: Arc::new(Inner {
                 client: RegistryClient::new(options, credentials),
-                runtime,
+                runtime: Some(runtime),
             }),
         })
     }
@@ -61,9 +71,7 @@ impl Remote {
     ) -> Result<Descriptor, BuildError> {
         let blobs = StoreBlobs { store };
         let image = self
-            .inner
-            .runtime
-            .block_on(self.inner.client.pull_image(reference, platform, &blobs))
+            .blocking(|me| me.block_on(me.inner.client.pull_image(reference, platform, &blobs)))
             .map_err(|e| BuildError::Registry(e.to_string()))?;
         tracing::info!(%reference, digest = %image.digest, "pulled");
         Ok(store.put_image(
@@ -86,14 +94,14 @@ impl Remote {
         let blobs = StoreBlobs { store };
         let client = &self.inner.client;
         let image = self
-            .inner
-            .runtime
-            .block_on(async {
-                let image = client.resolve_image(reference, platform).await?;
-                client
-                    .fetch_blob(reference, &image.manifest.config, &blobs)
-                    .await?;
-                Ok::<_, rbuild_registry::RegistryError>(image)
+            .blocking(|me| {
+                me.block_on(async {
+                    let image = client.resolve_image(reference, platform).await?;
+                    client
+                        .fetch_blob(reference, &image.manifest.config, &blobs)
+                        .await?;
+                    Ok::<_, rbuild_registry::RegistryError>(image)
+                })
             })
             .map_err(|e| BuildError::Registry(e.to_string()))?;
         for layer in &image.manifest.layers {
@@ -111,16 +119,30 @@ impl Remote {
         descriptor: &Descriptor,
     ) -> Result<(), BuildError> {
         let blobs = StoreBlobs { store };
-        self.inner
-            .runtime
-            .block_on(self.inner.client.fetch_blob(reference, descriptor, &blobs))
+        self.blocking(|me| me.block_on(me.inner.client.fetch_blob(reference, descriptor, &blobs)))
             .map_err(|e| BuildError::Registry(format!("{reference}: {e}")))
     }
 
     /// Runs a registry future to completion on this remote's runtime (callable from any
     /// number of threads at once).
+    /// Not for a thread inside an async runtime: the public methods go through
+    /// [`Remote::blocking`], and the engine's calls run off the caller's runtime.
     pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.inner.runtime.block_on(future)
+        self.runtime().block_on(future)
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.inner
+            .runtime
+            .as_ref()
+            .expect("the runtime lives as long as the remote")
+    }
+
+    /// Runs `work` (which blocks on this remote's runtime) safely also when called from a
+    /// task of the caller's async runtime: see [`crate::off_runtime`]. The futures are made
+    /// and driven on the thread that blocks.
+    fn blocking<T: Send>(&self, work: impl FnOnce(&Remote) -> T + Send) -> T {
+        crate::off_runtime::off_runtime(|| work(self))
     }
 
     /// Makes `blobs` (read from `store`) present in `destination`'s repository, mounting
@@ -132,9 +154,7 @@ impl Remote {
         blobs: &[Descriptor],
     ) -> Result<(), BuildError> {
         let source = StoreBlobs { store };
-        self.inner
-            .runtime
-            .block_on(self.inner.client.push_blobs(destination, blobs, &source))
+        self.block_on(self.inner.client.push_blobs(destination, blobs, &source))
             .map(|_| ())
             .map_err(|e| BuildError::Registry(e.to_string()))
     }
@@ -148,14 +168,12 @@ impl Remote {
         manifest_bytes: &[u8],
     ) -> Result<rbuild_registry::ReferrerAttach, BuildError> {
         let source = StoreBlobs { store };
-        self.inner
-            .runtime
-            .block_on(
-                self.inner
-                    .client
-                    .push_referrer(destination, manifest_bytes, &source),
-            )
-            .map_err(|e| BuildError::Registry(format!("attestation push failed: {e}")))
+        self.block_on(
+            self.inner
+                .client
+                .push_referrer(destination, manifest_bytes, &source),
+        )
+        .map_err(|e| BuildError::Registry(format!("attestation push failed: {e}")))
     }
 
     /// Makes `blobs` present in `destination`'s repository, then puts the manifest (or
@@ -182,20 +200,16 @@ impl Remote {
         };
         let source = StoreBlobs { store };
         let client = &self.inner.client;
-        self.inner
-            .runtime
-            .block_on(async {
-                client.push_blobs(&target, blobs, &source).await?;
-                client.push_manifest(&target, bytes, media_type).await
-            })
-            .map_err(|e| fail(e.to_string()))
+        self.block_on(async {
+            client.push_blobs(&target, blobs, &source).await?;
+            client.push_manifest(&target, bytes, media_type).await
+        })
+        .map_err(|e| fail(e.to_string()))
     }
 
     /// Checks that the credentials the chain has for `registry` are accepted (`rbuild login`).
     pub fn check_credentials(&self, registry: &str) -> Result<(), BuildError> {
-        self.inner
-            .runtime
-            .block_on(self.inner.client.check_credentials(registry))
+        self.blocking(|me| me.block_on(me.inner.client.check_credentials(registry)))
             .map_err(|e| BuildError::Registry(e.to_string()))
     }
 
@@ -203,9 +217,7 @@ impl Remote {
     /// started and cancelled in each repository); the first refusal is the error.
     pub fn check_push_permissions(&self, destinations: &[Reference]) -> Result<(), BuildError> {
         for destination in destinations {
-            self.inner
-                .runtime
-                .block_on(self.inner.client.check_push_permission(destination))
+            self.blocking(|me| me.block_on(me.inner.client.check_push_permission(destination)))
                 .map_err(|e| {
                     BuildError::Registry(format!(
                         "{destination}: cannot push there (checked before building; \
@@ -226,15 +238,15 @@ impl Remote {
         destinations: &[Reference],
     ) -> Result<Vec<PushOutcome>, BuildError> {
         let blobs = StoreBlobs { store };
-        self.inner
-            .runtime
-            .block_on(self.inner.client.push_image(
+        self.blocking(|me| {
+            me.block_on(me.inner.client.push_image(
                 manifest_bytes,
                 media_type,
                 &blobs,
                 destinations,
             ))
-            .map_err(|e| BuildError::Registry(e.to_string()))
+        })
+        .map_err(|e| BuildError::Registry(e.to_string()))
     }
 }
 

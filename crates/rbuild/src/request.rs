@@ -239,6 +239,33 @@ pub struct StepReport {
     pub duration: Duration,
 }
 
+/// Where a step's time went ([`BuildEvent::StepProfile`]). The parts of a layer write (tar,
+/// compress, hash, store write) run at once on several threads, each part's time summed over
+/// its threads: together they can exceed the step's wall time.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct StepPhases {
+    /// RUN: the process, from the sandbox's start to its exit; COPY/ADD: copying the sources
+    /// into place.
+    pub run: Duration,
+    /// Finding what changed (the overlay upper dir's walk, or a tree scan).
+    pub snapshot: Duration,
+    /// Producing the layer's tar: reading the changed files and writing headers.
+    pub tar: Duration,
+    /// Compressing the layer (zero for a layer kept uncompressed).
+    pub compress: Duration,
+    /// sha256 of the tar and of the blob.
+    pub hash: Duration,
+    /// Writing the blob into the store (with its fsync).
+    pub store_write: Duration,
+    /// Waiting for the registry: the layer's upload runs while it is written; this is the
+    /// time the step waited for it (a full queue, the final PUT).
+    pub upload: Duration,
+    /// Making the stage's filesystem ready for the step: unpacking the base on first need,
+    /// applying the layers of the steps before.
+    pub apply: Duration,
+}
+
 /// Progress, in order, through the callback given to [`Builder::with_progress`](crate::Builder::with_progress).
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuildEvent {
@@ -264,6 +291,14 @@ pub enum BuildEvent {
         line: usize,
         /// The instruction keyword.
         keyword: &'static str,
+        /// The stage's name (`stage-N` for an unnamed one), for `[name n/m]` labels.
+        stage_name: String,
+        /// The step's position in its stage, BuildKit's way: `FROM` is 1, the first step 2.
+        position: usize,
+        /// The number of positions of the stage (its steps and its `FROM`).
+        count: usize,
+        /// The instruction as written (continuation lines joined, runs of blanks collapsed).
+        text: String,
     },
     /// A line of a RUN step's output.
     Output {
@@ -272,8 +307,30 @@ pub enum BuildEvent {
         /// The text (without its newline).
         text: String,
     },
+    /// A layer step missed the cache, and an earlier record of the same step (same stage,
+    /// position and instruction kind) says why; sent before the step runs. Names only, never
+    /// a value.
+    CacheMiss {
+        /// The stage's file index.
+        stage: usize,
+        /// The step's line.
+        line: usize,
+        /// The instruction keyword.
+        keyword: &'static str,
+        /// Why its key differs from the earlier record's.
+        reason: rbuild_plan::MissReason,
+    },
     /// A step finished.
     StepFinished(StepReport),
+    /// Where the time of a step that made a layer went (just before its `StepFinished`).
+    StepProfile {
+        /// The stage's file index.
+        stage: usize,
+        /// The step's line.
+        line: usize,
+        /// The time of each part.
+        phases: StepPhases,
+    },
     /// The image is in the store.
     ImageCommitted {
         /// The manifest digest.

@@ -65,6 +65,8 @@ pub struct RunChanges {
     /// Owners the layer records instead of the files' own (paths relative to `root`): the
     /// ones a builder that is not root could not write.
     pub owners: rbuild_layer::OwnerMap,
+    /// How long finding the changes took (after the process ended).
+    pub snapshot: std::time::Duration,
 }
 
 /// Runs RUN steps.

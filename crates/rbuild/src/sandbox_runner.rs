@@ -97,6 +97,7 @@ impl StepRunner for SandboxRunner {
                 rbuild_sandbox::SandboxError::Cancelled => RunError::Cancelled,
                 e => RunError::Failed(e.to_string()),
             })?;
+        let snapshot_start = std::time::Instant::now();
         let (root, changes, owners) = if overlay {
             let changes = rbuild_layer::changes_from_overlay_upper(&upper)
                 .map_err(|e| failed("changes", &e))?;
@@ -122,6 +123,7 @@ impl StepRunner for SandboxRunner {
             root,
             changes,
             owners,
+            snapshot: snapshot_start.elapsed(),
         })
     }
 }

@@ -227,6 +227,50 @@ fn report_of_a_failed_two_stage_build(runner: Arc<SandboxRunner>) {
         StepState::Built,
         "app.txt changed: a miss"
     );
+    // The miss is explained as the engine explained it, and the built steps' phases are there.
+    let misses: Vec<(usize, usize, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            BuildEvent::CacheMiss {
+                stage,
+                line,
+                reason,
+                ..
+            } => Some((*stage, *line, reason.to_string())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        misses.iter().any(|(s, l, _)| (*s, *l) == (1, 5)),
+        "the changed COPY missed: {misses:?}"
+    );
+    for (stage, line, reason) in &misses {
+        assert_eq!(
+            by_line(*stage, *line).miss_reason.as_deref(),
+            Some(reason.as_str())
+        );
+        assert!(html_text.contains(
+            &reason
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&#39;")
+        ));
+    }
+    for e in &events {
+        if let BuildEvent::StepProfile {
+            stage,
+            line,
+            phases,
+        } = e
+        {
+            let step = by_line(*stage, *line);
+            if !phases.compress.is_zero() {
+                assert_eq!(step.phases["compress"], phases.compress.as_micros() as u64);
+            }
+        }
+    }
     let failed = by_line(1, 7);
     assert_eq!(failed.state, StepState::Failed);
     assert!(failed.duration_us > 0);

@@ -666,9 +666,11 @@ fn progress_events_and_docker_format_with_zstd() {
             rbuild::BuildEvent::StageStarted { .. } => "stage".to_string(),
             rbuild::BuildEvent::StepStarted { keyword, .. } => format!("start {keyword}"),
             rbuild::BuildEvent::StepFinished(r) => format!("end {} {:?}", r.keyword, r.status),
+            rbuild::BuildEvent::StepProfile { line, .. } => format!("profile {line}"),
             rbuild::BuildEvent::ImageCommitted { .. } => "committed".into(),
             rbuild::BuildEvent::Output { .. } => "output".into(),
             rbuild::BuildEvent::Isolation { .. } => "isolation".into(),
+            rbuild::BuildEvent::CacheMiss { .. } => "miss".into(),
         })
         .collect();
     assert_eq!(
@@ -676,6 +678,7 @@ fn progress_events_and_docker_format_with_zstd() {
         vec![
             "stage",
             "start COPY",
+            "profile 2",
             "end COPY Built",
             "start USER",
             "end USER Metadata",

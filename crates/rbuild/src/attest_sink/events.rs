@@ -16,8 +16,34 @@ pub(super) fn apply(collector: &mut RecordCollector, event: &BuildEvent, at_us: 
             stage,
             line,
             keyword,
+            ..
         } => collector.step_started(*stage, *line, keyword, at_us),
         BuildEvent::StepFinished(report) => collector.step_finished(step_done(report), at_us),
+        BuildEvent::CacheMiss {
+            stage,
+            line,
+            reason,
+            ..
+        } => collector.miss_reason(*stage, *line, &reason.to_string()),
+        BuildEvent::StepProfile {
+            stage,
+            line,
+            phases,
+        } => {
+            let parts = [
+                ("run", phases.run),
+                ("snapshot", phases.snapshot),
+                ("tar", phases.tar),
+                ("compress", phases.compress),
+                ("hash", phases.hash),
+                ("store", phases.store_write),
+                ("upload", phases.upload),
+                ("apply", phases.apply),
+            ];
+            for (name, took) in parts.into_iter().filter(|(_, took)| !took.is_zero()) {
+                collector.phase(*stage, *line, name, took.as_micros() as u64);
+            }
+        }
         BuildEvent::Output { .. } | BuildEvent::ImageCommitted { .. } => {}
     }
 }

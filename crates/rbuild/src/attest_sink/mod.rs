@@ -377,7 +377,8 @@ impl BuildInputs {
         let context_digest = context
             .sources_digest(&[".".to_string()], &[])
             .map_err(|e| tracing::warn!(error = %e, "no context digest for the provenance"))
-            .ok();
+            .ok()
+            .map(|sources| sources.digest);
         let mut materials: Vec<(String, Digest)> = Vec::new();
         for stage in &plan.stages {
             let base = match &stage.base {

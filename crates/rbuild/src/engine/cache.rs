@@ -9,10 +9,20 @@ use rbuild_dockerfile::Instruction;
 use rbuild_oci::Digest;
 use rbuild_plan::{
     chain_key, image_base_key, image_input_key, scratch_base_key, stage_input_key, url_input_key,
-    Base, KeyEncoder, Plan, PlannedStage, Step, StepInput,
+    value_digest, Base, KeyEncoder, KeyInputs, ParentKind, Plan, PlannedStage, Step, StepInput,
+    StepInputs,
 };
 use rbuild_store::Store;
 use std::collections::BTreeMap;
+
+/// The keys of a build's steps, computed before anything runs.
+#[derive(Default)]
+pub(super) struct PlannedKeys {
+    /// Every step's cache key, by (stage index, step position).
+    pub keys: BTreeMap<(usize, usize), Option<Digest>>,
+    /// What each keyed layer step's key was made of (for explaining a miss).
+    pub inputs: BTreeMap<(usize, usize), KeyInputs>,
+}
 
 /// Every step's cache key, by (stage index, step position), computed before anything runs:
 /// the stages in dependency order, each chaining from its base's key.
@@ -21,8 +31,8 @@ pub(super) fn plan_keys(
     context: &BuildContext,
     store: &Store,
     lazy: &LazyImages,
-) -> BTreeMap<(usize, usize), Option<Digest>> {
-    let mut keys = BTreeMap::new();
+) -> PlannedKeys {
+    let mut planned = PlannedKeys::default();
     let mut stage_keys: BTreeMap<usize, Option<Digest>> = BTreeMap::new();
     let mut pending: Vec<&PlannedStage> = plan.stages.iter().collect();
     while !pending.is_empty() {
@@ -32,23 +42,51 @@ pub(super) fn plan_keys(
             .partition(|s| s.depends_on.iter().all(|d| stage_keys.contains_key(d)));
         pending = rest;
         for stage in ready {
-            let mut key = match &stage.base {
-                Base::Scratch => Some(scratch_base_key(&stage.platform.to_string())),
-                Base::Image { reference, .. } => {
+            let (mut key, mut parent_kind) = match &stage.base {
+                Base::Scratch => (
+                    Some(scratch_base_key(&stage.platform.to_string())),
+                    ParentKind::Scratch,
+                ),
+                Base::Image { reference, .. } => (
                     find_image(store, Some(lazy), reference, &stage.platform)
                         .ok()
-                        .map(|(d, _, _)| image_base_key(&d.digest))
-                }
-                Base::Stage { index } => stage_keys.get(index).cloned().flatten(),
+                        .map(|(d, _, _)| image_base_key(&d.digest)),
+                    ParentKind::Image,
+                ),
+                Base::Stage { index } => (
+                    stage_keys.get(index).cloned().flatten(),
+                    ParentKind::Stage { index: *index },
+                ),
             };
+            // The chain since the last layer step, for the description of the next one.
+            let mut chain_parent = key.clone();
+            let mut chain: Vec<StepInputs> = Vec::new();
             for (position, step) in stage.steps.iter().enumerate() {
                 // An ARG changes nothing by itself: the steps that see its value (its name in
                 // their expansion, every RUN) carry it in their own digest. Chaining it would
                 // make a build arg change the key of every later step.
                 if !matches!(step.instruction, Instruction::Arg(_)) {
-                    key = step_key(context, store, lazy, step, key.as_ref(), &stage_keys);
+                    let (next, described) =
+                        step_key(context, store, lazy, step, key.as_ref(), &stage_keys);
+                    key = next;
+                    chain.push(described);
+                    if step.layer {
+                        if let (Some(parent), Some(_)) = (&chain_parent, &key) {
+                            let inputs = KeyInputs {
+                                parent: parent.clone(),
+                                parent_kind: parent_kind.clone(),
+                                steps: std::mem::take(&mut chain),
+                            };
+                            planned.inputs.insert((stage.index, position), inputs);
+                        }
+                        chain.clear();
+                        chain_parent = key.clone();
+                        parent_kind = ParentKind::Step {
+                            line: step.span.line,
+                        };
+                    }
                 }
-                keys.insert((stage.index, position), key.clone());
+                planned.keys.insert((stage.index, position), key.clone());
             }
             stage_keys.insert(stage.index, key);
         }
@@ -57,13 +95,14 @@ pub(super) fn plan_keys(
             break;
         }
     }
-    keys
+    planned
 }
 
 /// The cache key of `step`: chained from the stage's previous key with the step's digest (the
 /// expanded instruction, the ARG/ENV values it observes) and the digests of its inputs. `None`
 /// when an input cannot be known before running (a URL without `--checksum`). The encodings
 /// are `rbuild-plan`'s, so `rbuild plan` shows the same keys wherever it can compute them.
+/// Also returns what the key was made of (names and digests only).
 fn step_key(
     context: &BuildContext,
     store: &Store,
@@ -71,8 +110,34 @@ fn step_key(
     step: &Step,
     parent: Option<&Digest>,
     stage_keys: &BTreeMap<usize, Option<Digest>>,
-) -> Option<Digest> {
-    let parent = parent?;
+) -> (Option<Digest>, StepInputs) {
+    let mut described = StepInputs {
+        keyword: step.instruction.keyword().to_string(),
+        line: step.span.line,
+        step: step.step_digest.clone(),
+        values: step
+            .observed
+            .iter()
+            .map(|(name, value)| (name.clone(), value.as_deref().map(value_digest)))
+            .collect(),
+        inputs: Vec::new(),
+        files: BTreeMap::new(),
+    };
+    let key = input_digests(context, store, lazy, step, stage_keys, &mut described)
+        .and_then(|inputs| Some(chain_key(parent?, &step.step_digest, &inputs)));
+    (key, described)
+}
+
+/// The digests of a step's inputs, in order (also noted in `described`, with the context
+/// files one by one); `None` when one cannot be known before running.
+fn input_digests(
+    context: &BuildContext,
+    store: &Store,
+    lazy: &LazyImages,
+    step: &Step,
+    stage_keys: &BTreeMap<usize, Option<Digest>>,
+    described: &mut StepInputs,
+) -> Option<Vec<Digest>> {
     let mut inputs = Vec::new();
     for input in &step.inputs {
         let digest = match input {
@@ -84,7 +149,10 @@ fn step_key(
                     _ => &[],
                 };
                 match context.sources_digest(paths, excludes) {
-                    Ok(digest) => digest,
+                    Ok(sources) => {
+                        described.files.extend(sources.files);
+                        sources.digest
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "no cache key: the sources cannot be read");
                         return None;
@@ -106,18 +174,25 @@ fn step_key(
             }
             StepInput::Url { url, checksum } => url_input_key(url, checksum.as_ref()?),
         };
+        described.inputs.push(digest.clone());
         inputs.push(digest);
     }
-    Some(chain_key(parent, &step.step_digest, &inputs))
+    Some(inputs)
+}
+
+/// The key of a step's layer record: its cache key plus `salt`, what shapes the blob
+/// (compression, level, epoch, format).
+pub(super) fn record_key(salt: &str, key: &Digest) -> Digest {
+    let mut e = KeyEncoder::new("layer-record");
+    e.field("key", key.as_str().as_bytes())
+        .field("layer", salt.as_bytes());
+    e.finish()
 }
 
 impl Env<'_> {
     /// The key of a step's layer record: its cache key plus what shapes the blob.
     pub(super) fn record_key(&self, key: &Digest) -> Digest {
-        let mut e = KeyEncoder::new("layer-record");
-        e.field("key", key.as_str().as_bytes())
-            .field("layer", self.record_salt.as_bytes());
-        e.finish()
+        record_key(&self.record_salt, key)
     }
 
     /// Reuses the layer recorded under `record`, if the store has it.
@@ -129,6 +204,19 @@ impl Env<'_> {
         let Some(record) = record.filter(|_| !self.no_cache) else {
             return Ok(None);
         };
+        let hit = self.try_recorded(record, stage)?;
+        if hit.is_none() {
+            self.explain_miss(record);
+        }
+        Ok(hit)
+    }
+
+    /// Reuses the layer recorded under `record` locally, else in the registry cache.
+    fn try_recorded(
+        &self,
+        record: &Digest,
+        stage: &mut StageResult,
+    ) -> Result<Option<Digest>, BuildError> {
         let entry = match self.builder.store.get_cache_record(record) {
             Ok(Some(entry)) => entry,
             Ok(None) => return self.try_registry_cache(record, stage),
@@ -148,7 +236,19 @@ impl Env<'_> {
             tracing::warn!(%record, "incomplete cache record ignored");
             return self.try_registry_cache(record, stage);
         };
-        if !self.builder.store.has_blob(&descriptor.digest) {
+        if let Some(ttl) = self.cache_ttl {
+            let recorded = entry.annotations.get("recorded");
+            let age = recorded
+                .and_then(|t| t.parse::<i64>().ok())
+                .map(|t| crate::timestamp::BuildTime::now().seconds.saturating_sub(t));
+            // A record without the time it was written is older than any TTL.
+            if age.is_none_or(|age| age > ttl.as_secs() as i64) {
+                tracing::debug!(%record, "local cache record older than --cache-ttl");
+                return self.try_registry_cache(record, stage);
+            }
+        }
+        // Claimed under the store lock: a prune running now keeps it for this build.
+        if !self.lease.claim(std::slice::from_ref(&descriptor.digest))? {
             return self.try_registry_cache(record, stage);
         }
         let layer_op = entry

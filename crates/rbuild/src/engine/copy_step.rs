@@ -158,8 +158,10 @@ impl Env<'_> {
             staging.set_stage_owners(self.layer_owners(&stage.layers, true)?);
         }
         std::fs::create_dir(staging.root()).map_err(BuildError::io("create", staging.root()))?;
+        let started = std::time::Instant::now();
         copy::stage_copy(request, &root, &mut staging).map_err(|m| self.step_error(step, m))?;
         let (tree, owners) = staging.finish_with_owners()?;
+        stage.phases.run = started.elapsed();
         let mut text = String::from(request.keyword);
         for source in request.sources {
             match source {
@@ -168,9 +170,12 @@ impl Env<'_> {
             }
         }
         text.push_str(&format!(" {}", request.dest));
+        let started = std::time::Instant::now();
+        let changes = ChangeSet::whole_tree(&tree)?;
+        stage.phases.snapshot = started.elapsed();
         let layer = LayerSource {
             root: &tree,
-            changes: &ChangeSet::whole_tree(&tree)?,
+            changes: &changes,
             owners: &owners,
         };
         self.commit_layer_with_owners(stage, &layer, text, true, record)

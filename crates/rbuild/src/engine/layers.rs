@@ -1,13 +1,16 @@
 //! Layers of a stage: written into the store, applied to the stage's filesystem, squashed.
 
+use super::layer_upload::{LayerUpload, UploadTee};
 use super::{Env, StageResult};
 use crate::error::BuildError;
 use crate::history;
 use crate::request::ImageFormat;
-use rbuild_layer::ChangeSet;
+use rbuild_layer::{ChangeSet, LayerInfo, LayerWriter, WriteProfile};
 use rbuild_oci::{Descriptor, Digest, Reference};
 use rbuild_store::CacheRecord;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A stage's filesystem on disk and how many of the stage's layers it holds: layers recorded
 /// after it was made (cache hits) are applied only when a later step needs the files.
@@ -56,29 +59,90 @@ impl Env<'_> {
         layer_op: bool,
         record: Option<&Digest>,
     ) -> Result<(Digest, bool), BuildError> {
-        let store = &self.builder.store;
-        let mut writer = store.blob_writer()?;
-        let info = self.layer_writer.write_with_owners(
-            layer.root,
-            layer.changes,
-            layer.owners,
-            &mut writer,
-        )?;
-        let (digest, size) = writer.commit(Some(&info.digest), Some(info.size))?;
-        let media_type = match self.format {
-            ImageFormat::Oci => info.media_type.clone(),
-            ImageFormat::Docker => {
-                rbuild_layer::docker_media_type(self.layer_writer.options().compression)
-            }
-        };
-        let descriptor = Descriptor::new(media_type, digest.clone(), size);
-        let layer = StepLayer {
+        let keyword = created_by.split(' ').next().unwrap_or_default();
+        let (descriptor, diff_id) = self.store_layer(stage, keyword, |writer, out| {
+            writer.write_with_owners(layer.root, layer.changes, layer.owners, out)
+        })?;
+        let digest = descriptor.digest.clone();
+        let step_layer = StepLayer {
             descriptor,
-            diff_id: info.diff_id,
+            diff_id,
             created_by,
             layer_op,
             created: Some(self.created.to_string()),
         };
+        self.add_step_layer(stage, step_layer, record);
+        Ok((digest, false))
+    }
+
+    /// Writes a layer with `write` (given the writer for the stage: compressed, or not for a
+    /// layer that stays local) into the store, streaming it to the registry when it is part
+    /// of the pushed image. Returns its descriptor and diffID.
+    fn store_layer(
+        &self,
+        stage: &mut StageResult,
+        keyword: &str,
+        write: impl FnOnce(
+            &LayerWriter,
+            UploadTee<'_, &mut rbuild_store::BlobWriter>,
+        ) -> Result<LayerInfo, rbuild_layer::LayerError>,
+    ) -> Result<(Descriptor, Digest), BuildError> {
+        let store = &self.builder.store;
+        let layer_writer = match self.layer_stays_local(stage, keyword) {
+            true => &self.local_layer_writer,
+            false => self.layer_writer,
+        };
+        let mut upload = match (&self.stream_to, &self.builder.remote, stage.final_image) {
+            (Some(to), Some(remote), true) => LayerUpload::start(remote, to)
+                .map_err(|e| tracing::warn!(error = %e, "layer not streamed to the registry"))
+                .ok(),
+            _ => None,
+        };
+        let profile = Arc::new(WriteProfile::default());
+        let mut writer = store.blob_writer()?;
+        let info = write(
+            &layer_writer.profiled(profile.clone()),
+            UploadTee {
+                out: &mut writer,
+                upload: upload.as_mut(),
+            },
+        )?;
+        let committing = Instant::now();
+        let (digest, size) = writer.commit(Some(&info.digest), Some(info.size))?;
+        if !self.lease.claim(std::slice::from_ref(&digest))? {
+            return Err(BuildError::Plan(format!(
+                "layer {digest} vanished from the store as it was written (removed by hand?)"
+            )));
+        }
+        let phases = &mut stage.phases;
+        phases.tar += profile.tar();
+        phases.compress += profile.compress();
+        phases.hash += profile.hash();
+        // The blob's writes include the upload queue's waits, counted as upload.
+        let waited = upload.as_ref().map_or(Duration::ZERO, |u| u.waited());
+        phases.store_write += profile.output().saturating_sub(waited) + committing.elapsed();
+        phases.upload += waited;
+        if let Some(upload) = upload {
+            let finishing = Instant::now();
+            if let Err(reason) = upload.finish(&digest) {
+                tracing::warn!(%digest, %reason, "streaming the layer to the registry failed; the push will upload it");
+            }
+            stage.phases.upload += finishing.elapsed();
+        }
+        let media_type = match self.format {
+            ImageFormat::Oci => info.media_type.clone(),
+            ImageFormat::Docker => {
+                rbuild_layer::docker_media_type(layer_writer.options().compression)
+            }
+        };
+        tracing::debug!(%digest, size, "layer committed");
+        Ok((Descriptor::new(media_type, digest, size), info.diff_id))
+    }
+
+    /// Adds a step's new layer to the stage and records it under `record` in the step cache
+    /// (and the registry cache, for the kinds it keeps).
+    fn add_step_layer(&self, stage: &mut StageResult, layer: StepLayer, record: Option<&Digest>) {
+        let store = &self.builder.store;
         if let Some(record) = record {
             let mut entry = CacheRecord {
                 descriptors: vec![layer.descriptor.clone()],
@@ -88,7 +152,18 @@ impl Env<'_> {
                 ("diff_id", layer.diff_id.to_string()),
                 ("created_by", layer.created_by.clone()),
                 ("layer_op", layer.layer_op.to_string()),
-                ("created", self.created.to_string()),
+                (
+                    "created",
+                    layer
+                        .created
+                        .clone()
+                        .unwrap_or_else(|| self.created.to_string()),
+                ),
+                // For `--cache-ttl` (the history time may be SOURCE_DATE_EPOCH's).
+                (
+                    "recorded",
+                    crate::timestamp::BuildTime::now().seconds.to_string(),
+                ),
             ];
             for (name, value) in notes {
                 entry.annotations.insert(name.into(), value);
@@ -104,8 +179,90 @@ impl Env<'_> {
             }
         }
         self.record_layer(stage, layer);
-        tracing::debug!(%digest, size, "layer committed");
-        Ok((digest, false))
+    }
+
+    /// A step of the built image whose layer is not in the cache, but whose uncompressed
+    /// layer is (the same step ran in a stage that stayed on this machine): that blob is
+    /// compressed now (the same bytes as compressing while writing, see
+    /// [`LayerWriter::compress_tar`]) and recorded, instead of running the step again.
+    pub(super) fn try_compress_local(
+        &self,
+        record: Option<&Digest>,
+        stage: &mut StageResult,
+    ) -> Result<Option<Digest>, BuildError> {
+        let Some(record) = record.filter(|_| !self.no_cache && stage.final_image) else {
+            return Ok(None);
+        };
+        let store = &self.builder.store;
+        let local = local_record_key(record);
+        let Ok(Some(entry)) = store.get_cache_record(&local) else {
+            return Ok(None);
+        };
+        let (Some(plain), Some(diff_id), Some(created_by)) = (
+            entry.descriptors.first(),
+            entry
+                .annotations
+                .get("diff_id")
+                .and_then(|d| Digest::parse(d).ok()),
+            entry.annotations.get("created_by"),
+        ) else {
+            return Ok(None);
+        };
+        // Only this crate's own uncompressed layers, whose digest is their diffID.
+        if plain.digest != diff_id || !store.has_blob(&plain.digest) {
+            return Ok(None);
+        }
+        let keyword = created_by.split(' ').next().unwrap_or_default();
+        let blob = store.open_blob(&plain.digest)?;
+        let (descriptor, compressed_diff_id) =
+            self.store_layer(stage, keyword, |writer, out| {
+                writer.compress_tar(std::io::BufReader::new(blob), out)
+            })?;
+        if compressed_diff_id != diff_id {
+            // The stored blob is not what its record says: build the step instead.
+            tracing::warn!(record = %local, "uncompressed layer does not match its record");
+            return Ok(None);
+        }
+        tracing::debug!(%record, digest = %descriptor.digest, "compressed a local layer for the image");
+        let digest = descriptor.digest.clone();
+        let layer = StepLayer {
+            descriptor,
+            diff_id,
+            created_by: created_by.clone(),
+            layer_op: entry
+                .annotations
+                .get("layer_op")
+                .is_some_and(|v| v == "true"),
+            created: entry.annotations.get("created").cloned(),
+        };
+        self.add_step_layer(stage, layer, Some(record));
+        Ok(Some(digest))
+    }
+
+    /// Whether a layer of `stage` made by a `keyword` step never leaves the machine: its stage
+    /// is not part of the built image and the registry cache does not export such layers.
+    /// Such layers are stored uncompressed (compressing them would be wasted work).
+    pub(super) fn layer_stays_local(&self, stage: &StageResult, keyword: &str) -> bool {
+        !stage.final_image
+            && !self
+                .registry_cache
+                .as_ref()
+                .is_some_and(|c| c.kinds.wants(keyword))
+    }
+
+    /// The key of the record of a `keyword` step's layer in `stage`: uncompressed layers are
+    /// recorded apart from compressed ones (same step, another blob).
+    pub(super) fn layer_record_key(
+        &self,
+        stage: &StageResult,
+        keyword: &str,
+        key: &Digest,
+    ) -> Digest {
+        let record = self.record_key(key);
+        match self.layer_stays_local(stage, keyword) {
+            true => local_record_key(&record),
+            false => record,
+        }
     }
 
     /// Adds a layer to the stage (layers, diffIDs, history, with the time it was built).
@@ -174,8 +331,11 @@ impl Env<'_> {
     /// Makes the stage's filesystem hold all its layers: materialised on first need, and
     /// the layers recorded since (cache hits) applied once a step needs them.
     pub(super) fn ensure_rootfs(&self, stage: &mut StageResult) -> Result<(), BuildError> {
+        let started = Instant::now();
         let diff_ids = &stage.image.config.rootfs.diff_ids;
-        self.bring_up_to_date(&mut stage.rootfs, &stage.layers, diff_ids)
+        self.bring_up_to_date(&mut stage.rootfs, &stage.layers, diff_ids)?;
+        stage.phases.apply += started.elapsed();
+        Ok(())
     }
 
     /// Makes `tree` hold all of `layers`: a new tree of them if there is none, else the ones
@@ -286,4 +446,12 @@ impl Env<'_> {
         }
         Ok(())
     }
+}
+
+/// The record of an uncompressed (local) layer made by the step whose compressed layer is
+/// recorded under `record`.
+fn local_record_key(record: &Digest) -> Digest {
+    let mut e = rbuild_plan::KeyEncoder::new("local-layer-record");
+    e.field("record", record.as_str().as_bytes());
+    e.finish()
 }

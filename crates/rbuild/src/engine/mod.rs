@@ -27,7 +27,9 @@ mod cache;
 mod cache_mount;
 mod copy_step;
 mod history_times;
+mod layer_upload;
 mod layers;
+mod miss;
 pub(crate) mod output_file;
 mod registry_cache;
 mod run_mounts;
@@ -70,6 +72,11 @@ struct StageResult {
     base_history: usize,
     /// The finished stage's filesystem, for `COPY --from` (materialised on first use).
     frozen: std::sync::Mutex<Option<layers::Tree>>,
+    /// Whether the stage's layers are part of the built image (the target and the stages it
+    /// is `FROM`); the others' layers never leave the machine.
+    final_image: bool,
+    /// Where the current step's time went.
+    phases: crate::request::StepPhases,
 }
 
 impl Builder {
@@ -127,9 +134,16 @@ impl Builder {
         }
     }
 
-    /// Runs one build. With a report or attestations asked for, the report sink sees every
-    /// event and the outcome, so a failed build gets its report too.
+    /// Runs one build. Blocking; safe to call from inside an async runtime (a task of
+    /// `#[tokio::main]`): the build then runs on a thread of its own while the caller waits
+    /// (wrap the call in `tokio::task::spawn_blocking` to keep the runtime's thread free).
     pub fn build(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+        crate::off_runtime::off_runtime(|| self.build_here(request))
+    }
+
+    /// One build on this thread. With a report or attestations asked for, the report sink
+    /// sees every event and the outcome, so a failed build gets its report too.
+    fn build_here(&self, request: BuildRequest) -> Result<BuildOutcome, BuildError> {
         let pushes = self.remote.is_some() && !request.destinations.is_empty();
         let Some(sink) = crate::attest_sink::AttestSink::for_request(&request, pushes, &self.store)
         else {
@@ -222,9 +236,48 @@ impl Builder {
             source_date_epoch: epoch,
             threads: None,
         });
-        let keys = cache::plan_keys(&plan, &context, &self.store, &lazy_images);
+        let planned_keys = cache::plan_keys(&plan, &context, &self.store, &lazy_images);
+        let record_salt = format!(
+            "{:?}/{:?}/{:?}/{:?}",
+            request.compression, request.compression_level, epoch, request.format
+        );
+        let mut identities = BTreeMap::new();
+        let mut record_places = std::collections::HashMap::new();
+        for stage in &plan.stages {
+            let label = stage
+                .name
+                .clone()
+                .unwrap_or_else(|| stage.index.to_string());
+            for (position, step) in stage.steps.iter().enumerate() {
+                let keyword = step.instruction.keyword();
+                let place = (stage.index, position);
+                if !planned_keys.inputs.contains_key(&place) {
+                    continue;
+                }
+                identities.insert(place, miss::step_identity(&label, position, keyword));
+                if let Some(Some(key)) = planned_keys.keys.get(&place) {
+                    let record = cache::record_key(&record_salt, key);
+                    record_places.insert(
+                        record,
+                        miss::StepPlace {
+                            stage: stage.index,
+                            position,
+                            line: step.span.line,
+                            keyword,
+                        },
+                    );
+                }
+            }
+        }
+        let final_stages = final_stages(&plan);
         let env = Env {
-            keys,
+            lease: self.store.lease()?,
+            cache_ttl: request.cache_ttl,
+            keys: planned_keys.keys,
+            key_inputs: planned_keys.inputs,
+            identities,
+            record_places,
+            build_arg_names: request.build_args.keys().cloned().collect(),
             lazy_images: &lazy_images,
             registry_cache,
             blob_sources: Default::default(),
@@ -232,10 +285,24 @@ impl Builder {
             scratch: build_dir.path(),
             context: &context,
             file_name: &file_name,
+            dockerfile_text: &text,
             created: &created,
             time,
             time_fixed: epoch.is_some(),
             layer_writer: &layer_writer,
+            local_layer_writer: LayerWriter::new(LayerOptions {
+                compression: rbuild_oci::Compression::None,
+                level: None,
+                source_date_epoch: epoch,
+                threads: None,
+            }),
+            final_stages,
+            // Layers stream to the first destination as they are written (the others mount
+            // them from there); a squashed image pushes none of its steps' layers.
+            stream_to: match (&self.remote, request.single_snapshot) {
+                (Some(_), false) => request.destinations.first().cloned(),
+                _ => None,
+            },
             format: request.format,
             no_cache: request.no_cache,
             allow_security_insecure: request.allow_security_insecure,
@@ -243,10 +310,7 @@ impl Builder {
             cancel: request.cancel.clone(),
             secrets: &request.secrets,
             proxy_env: crate::proxy_env::proxy_env(&request.build_args),
-            record_salt: format!(
-                "{:?}/{:?}/{:?}/{:?}",
-                request.compression, request.compression_level, epoch, request.format
-            ),
+            record_salt,
         };
 
         // The sandbox is checked before anything is built, and says how it isolates.
@@ -274,6 +338,18 @@ impl Builder {
             if !request.no_cache {
                 let records = env.registry_records(&plan);
                 cache.probe(&records);
+                // The steps that will miss there: their earlier records explain why.
+                let missing: Vec<Digest> = records
+                    .iter()
+                    .filter(|r| cache.lookup(r).is_none())
+                    .filter_map(|r| {
+                        let place = env.record_places.get(r)?;
+                        env.identities.get(&(place.stage, place.position)).cloned()
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    cache.probe_identities(&missing);
+                }
             }
         }
         let outcome = self.run_stages(&env, &plan, &request, &created);
@@ -522,8 +598,21 @@ impl Builder {
 
 /// What every step of one build shares.
 struct Env<'a> {
+    /// The build's claim on the blobs of its cache hits and layers (a concurrent prune keeps
+    /// them).
+    lease: rbuild_store::Lease,
+    /// `--cache-ttl`: local records older than this are not used either.
+    cache_ttl: Option<std::time::Duration>,
     /// Every step's cache key, by (stage index, step position), computed before the build.
     keys: BTreeMap<(usize, usize), Option<Digest>>,
+    /// What each keyed layer step's key is made of, by (stage index, step position).
+    key_inputs: BTreeMap<(usize, usize), rbuild_plan::KeyInputs>,
+    /// The step identity of each of those steps.
+    identities: BTreeMap<(usize, usize), Digest>,
+    /// Where the step of each layer record stands.
+    record_places: std::collections::HashMap<Digest, miss::StepPlace>,
+    /// The names of the build's `--build-arg`s (a miss names them as build args).
+    build_arg_names: std::collections::BTreeSet<String>,
     /// Images resolved without their layers (with `--cache`).
     lazy_images: &'a LazyImages,
     /// `--cache`: the registry cache.
@@ -535,11 +624,19 @@ struct Env<'a> {
     scratch: &'a Path,
     context: &'a BuildContext,
     file_name: &'a str,
+    /// The Dockerfile's text (instructions as written, for progress labels).
+    dockerfile_text: &'a str,
     created: &'a str,
     time: BuildTime,
     /// The clock is `SOURCE_DATE_EPOCH`'s: every time is the build's.
     time_fixed: bool,
     layer_writer: &'a LayerWriter,
+    /// Writes the layers that never leave the machine (uncompressed).
+    local_layer_writer: LayerWriter,
+    /// The stages whose layers are part of the built image.
+    final_stages: std::collections::BTreeSet<usize>,
+    /// Where the built image's layers are uploaded while they are written.
+    stream_to: Option<rbuild_oci::Reference>,
     format: ImageFormat,
     no_cache: bool,
     /// `--allow security.insecure`.
@@ -648,6 +745,29 @@ impl Env<'_> {
         find_image(&self.builder.store, Some(self.lazy_images), name, platform)
     }
 
+    /// The instruction of `step` as written: its lines (continuations joined), blanks
+    /// collapsed. ONBUILD triggers, which have no lines of their own, show their keyword.
+    pub(super) fn instruction_text(&self, step: &Step) -> String {
+        let lines: Vec<&str> = self
+            .dockerfile_text
+            .lines()
+            .skip(step.span.line.saturating_sub(1))
+            .take(step.span.end_line.saturating_sub(step.span.line) + 1)
+            .collect();
+        let joined: Vec<&str> = lines
+            .iter()
+            .map(|l| l.trim().trim_end_matches('\\').trim())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let text = joined.join(" ");
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if step.onbuild || text.is_empty() {
+            step.instruction.keyword().to_string()
+        } else {
+            text
+        }
+    }
+
     pub(super) fn step_error(&self, step: &Step, message: impl Into<String>) -> BuildError {
         BuildError::Step {
             file: self.file_name.to_string(),
@@ -655,6 +775,24 @@ impl Env<'_> {
             message: message.into(),
         }
     }
+}
+
+/// The stages whose layers end up in the built image: the target and the stages it is built
+/// `FROM`, transitively. The others are only `COPY --from`ed or mounted.
+fn final_stages(plan: &rbuild_plan::Plan) -> std::collections::BTreeSet<usize> {
+    let mut stages = std::collections::BTreeSet::new();
+    let mut next = Some(plan.target);
+    while let Some(index) = next.filter(|i| stages.insert(*i)) {
+        next = plan
+            .stages
+            .iter()
+            .find(|s| s.index == index)
+            .and_then(|s| match s.base {
+                rbuild_plan::Base::Stage { index } => Some(index),
+                _ => None,
+            });
+    }
+    stages
 }
 
 /// A layer descriptor with the media type of the image format: a base image's layers keep

@@ -13,6 +13,7 @@ use crate::remote::Remote;
 use crate::timestamp::{parse_rfc3339, BuildTime};
 use futures_util::stream::{self, StreamExt};
 use rbuild_oci::{Descriptor, Digest, History, ImageConfig, Manifest, MediaType, Reference};
+use rbuild_plan::KeyInputs;
 use rbuild_store::Store;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,6 +27,13 @@ const CREATED: &str = "org.opencontainers.image.created";
 /// The history time the layer got when it was built (restored on a hit, so that an unchanged
 /// rebuild gives the same image).
 const LAYER_CREATED: &str = "dev.rbuild.cache.layer-created";
+/// The description of a step's last key ([`KeyInputs`]), on a step identity entry.
+const KEY_INPUTS: &str = "dev.rbuild.cache.key-inputs";
+
+/// The OCI empty descriptor's media type (the config of a step identity entry).
+const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+/// The artifact type of a step identity entry.
+const INPUTS_ARTIFACT: &str = "application/vnd.rbuild.key-inputs.v1+json";
 
 /// How many manifests are probed at once.
 const PROBE_CONCURRENCY: usize = 16;
@@ -56,6 +64,8 @@ pub(super) struct RegistryCache {
     ttl: Option<Duration>,
     pub kinds: CacheKinds,
     hits: Mutex<HashMap<Digest, StepLayer>>,
+    /// Step identity entries found, by identity.
+    identities: Mutex<HashMap<Digest, KeyInputs>>,
     pushes: Mutex<Vec<JoinHandle<Result<(), String>>>>,
     warnings: Mutex<Vec<String>>,
 }
@@ -73,6 +83,7 @@ impl RegistryCache {
             ttl,
             kinds,
             hits: Mutex::default(),
+            identities: Mutex::default(),
             pushes: Mutex::default(),
             warnings: Mutex::default(),
         }
@@ -85,6 +96,12 @@ impl RegistryCache {
 
     fn entry_ref(&self, record: &Digest) -> Option<Reference> {
         self.repo.with_tag(record.encoded()).ok()
+    }
+
+    fn identity_ref(&self, identity: &Digest) -> Option<Reference> {
+        self.repo
+            .with_tag(&format!("step-{}", identity.encoded()))
+            .ok()
     }
 
     fn warn(&self, message: String) {
@@ -193,6 +210,69 @@ impl RegistryCache {
             .push(handle);
     }
 
+    /// Fetches the step identity entries of `identities` at once (the steps whose record
+    /// missed), for explaining the misses. Errors are debug notes: an explanation is a bonus.
+    pub fn probe_identities(&self, identities: &[Digest]) {
+        let client = self.remote.client();
+        let lookups =
+            stream::iter(
+                identities
+                    .iter()
+                    .filter_map(|i| Some((i, self.identity_ref(i)?))),
+            )
+            .map(|(identity, reference)| async move {
+                (identity, client.fetch_manifest(&reference).await)
+            })
+            .buffer_unordered(PROBE_CONCURRENCY)
+            .collect::<Vec<_>>();
+        let answers = self.remote.block_on(lookups);
+        let mut found = self.identities.lock().unwrap_or_else(|e| e.into_inner());
+        for (identity, answer) in answers {
+            let inputs = answer.ok().and_then(|fetched| {
+                let manifest = Manifest::from_json(&fetched.bytes).ok()?;
+                KeyInputs::from_json(manifest.annotations.get(KEY_INPUTS)?)
+            });
+            if let Some(inputs) = inputs {
+                found.insert(identity.clone(), inputs);
+            }
+        }
+    }
+
+    /// The description found for the step `identity` by [`RegistryCache::probe_identities`].
+    pub fn earlier_inputs(&self, identity: &Digest) -> Option<KeyInputs> {
+        self.identities
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(identity)
+            .cloned()
+    }
+
+    /// Pushes the step identity entry of `identity` in the background: a manifest without
+    /// layers whose annotation holds the description (names and digests only).
+    pub fn push_inputs(&self, store: &Store, identity: &Digest, inputs: &KeyInputs) {
+        if !self.kinds.push {
+            return;
+        }
+        let Some(reference) = self.identity_ref(identity) else {
+            return;
+        };
+        let json = inputs.to_json();
+        let store = store.clone();
+        let remote = self.remote.clone();
+        let handle = std::thread::spawn(move || -> Result<(), String> {
+            // Only an explanation for later builds is lost: no warning.
+            let pushed = push_identity_entry(&store, &remote, &reference, json);
+            if let Err(e) = pushed {
+                tracing::debug!(%reference, error = %e, "step identity entry not pushed");
+            }
+            Ok(())
+        });
+        self.pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+
     /// Waits for every background push; returns the warnings of the whole build's cache use.
     pub fn finish(&self) -> Vec<String> {
         let pushes = std::mem::take(&mut *self.pushes.lock().unwrap_or_else(|e| e.into_inner()));
@@ -208,6 +288,41 @@ impl RegistryCache {
         }
         std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
     }
+}
+
+/// Pushes a step identity entry: a manifest without layers, its config the OCI empty blob,
+/// whose annotation holds the description `json`.
+fn push_identity_entry(
+    store: &Store,
+    remote: &Remote,
+    reference: &Reference,
+    json: String,
+) -> Result<(), String> {
+    let config = store
+        .put_blob(b"{}", MediaType::Other(EMPTY_CONFIG.into()))
+        .map_err(|e| e.to_string())?;
+    let mut annotations = std::collections::BTreeMap::new();
+    annotations.insert(KEY_INPUTS.to_string(), json);
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(MediaType::OciManifest),
+        artifact_type: Some(INPUTS_ARTIFACT.into()),
+        config: config.clone(),
+        layers: vec![],
+        subject: None,
+        annotations,
+    };
+    remote
+        .push_blobs_from_store(store, reference, &[config])
+        .map_err(|e| e.to_string())?;
+    remote
+        .block_on(remote.client().push_manifest(
+            reference,
+            &manifest.to_canonical_json(),
+            &MediaType::OciManifest,
+        ))
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// The manifest of a cache entry.

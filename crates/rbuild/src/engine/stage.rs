@@ -38,6 +38,8 @@ impl Env<'_> {
                 base_layers: 0,
                 base_history: 0,
                 frozen: Default::default(),
+                final_image: self.final_stages.contains(&stage.index),
+                phases: Default::default(),
             },
             Base::Image { reference, .. } => {
                 let (descriptor, manifest, config) = self
@@ -55,6 +57,8 @@ impl Env<'_> {
                     base_layers: 0,
                     base_history: 0,
                     frozen: Default::default(),
+                    final_image: self.final_stages.contains(&stage.index),
+                    phases: Default::default(),
                 }
             }
             Base::Stage { index } => {
@@ -70,6 +74,8 @@ impl Env<'_> {
                     base_layers: 0,
                     base_history: 0,
                     frozen: Default::default(),
+                    final_image: self.final_stages.contains(&stage.index),
+                    phases: Default::default(),
                 }
             }
         };
@@ -84,15 +90,33 @@ impl Env<'_> {
                 stage: stage.index,
                 line: step.span.line,
                 keyword,
+                stage_name: stage
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("stage-{}", stage.index)),
+                position: position + 2,
+                count: stage.steps.len() + 1,
+                text: self.instruction_text(step),
             });
             let started = Instant::now();
             let key = self.keys.get(&(stage.index, position)).cloned().flatten();
             let record = key
                 .as_ref()
                 .filter(|_| step.layer)
-                .map(|k| self.record_key(k));
+                .map(|k| self.layer_record_key(&result, keyword, k));
+            result.phases = Default::default();
             let done = self.run_step(step, &mut result, results, record.as_ref())?;
+            if let Some((_, cached)) = &done {
+                self.record_inputs(stage.index, position, !cached && !self.no_cache);
+            }
             result.key = key.clone();
+            if let Some((_, false)) = &done {
+                self.builder.emit(BuildEvent::StepProfile {
+                    stage: stage.index,
+                    line: step.span.line,
+                    phases: std::mem::take(&mut result.phases),
+                });
+            }
             let (status, layer) = match done {
                 None => (StepStatus::Metadata, None),
                 Some((digest, true)) => (StepStatus::Cached, Some(digest)),
@@ -125,6 +149,9 @@ impl Env<'_> {
     ) -> Result<Option<(Digest, bool)>, BuildError> {
         if !matches!(step.instruction, Instruction::Workdir { .. }) {
             if let Some(digest) = self.try_cache(record, stage)? {
+                return Ok(Some((digest, true)));
+            }
+            if let Some(digest) = self.try_compress_local(record, stage)? {
                 return Ok(Some((digest, true)));
             }
         }
@@ -183,6 +210,9 @@ impl Env<'_> {
                     return Ok(None);
                 }
                 if let Some(digest) = self.try_cache(record, stage)? {
+                    return Ok(Some((digest, true)));
+                }
+                if let Some(digest) = self.try_compress_local(record, stage)? {
                     return Ok(Some((digest, true)));
                 }
                 self.ensure_rootfs(stage)?;
@@ -317,6 +347,7 @@ impl Env<'_> {
                         text: text.to_string(),
                     })
                 };
+                let started = Instant::now();
                 let changes =
                     self.builder
                         .runner
@@ -332,6 +363,8 @@ impl Env<'_> {
                                 self.step_error(step, format!("RUN failed: {m}"))
                             }
                         })?;
+                stage.phases.run = started.elapsed().saturating_sub(changes.snapshot);
+                stage.phases.snapshot = changes.snapshot;
                 // Cache locks go as soon as the step ends.
                 drop(mounts);
                 if changes.exit_code != 0 {

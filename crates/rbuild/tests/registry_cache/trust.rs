@@ -3,9 +3,12 @@
 //! real registry, whose access log says which bytes went over the wire.
 
 use super::{blob_gets, layer_statuses, World};
-use rbuild::oci::Digest;
-use rbuild::{BuildOutcome, BuildRequest, StepStatus};
+use rbuild::oci::{Digest, MediaType, Reference};
+use rbuild::plan::MissReason;
+use rbuild::store::Store;
+use rbuild::{BuildEvent, BuildOutcome, BuildRequest, StepStatus};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 const APP: &str = "FROM {base}\n\
     WORKDIR /app\n\
@@ -132,4 +135,282 @@ pub(super) fn no_cache_runs_every_step(world: &World) {
     );
     // The random bytes of the first RUN are new: it really ran.
     assert_ne!(again.manifest.layers[3], cold.manifest.layers[3]);
+}
+
+/// Builds `request` in an empty store; returns the outcome and the cache misses reported,
+/// as (line, reason).
+fn build_with_misses(
+    world: &World,
+    request: BuildRequest,
+) -> (BuildOutcome, Vec<(usize, MissReason)>) {
+    let misses = Arc::new(Mutex::new(Vec::new()));
+    let seen = misses.clone();
+    let (builder, _) = world.builder(&world.fresh_dir("store-"));
+    let builder = builder.with_progress(Arc::new(move |event: &BuildEvent| {
+        if let BuildEvent::CacheMiss { line, reason, .. } = event {
+            seen.lock().unwrap().push((*line, reason.clone()));
+        }
+    }));
+    let outcome = builder.build(request).unwrap();
+    let misses = misses.lock().unwrap().clone();
+    (outcome, misses)
+}
+
+/// A cache repository of a test's own (step identities are per stage, position and kind:
+/// the other tests' Dockerfiles would be the earlier records).
+fn own_cache(world: &World, name: &str) -> Reference {
+    Reference::parse(&format!("{}/trust/{name}/cache", world.registry.host())).unwrap()
+}
+
+/// The manifests of `repo`'s step identity entries, as text.
+fn identity_entries(world: &World, repo: &Reference) -> Vec<String> {
+    let tags = world.registry.storage_dir().join(format!(
+        "docker/registry/v2/repositories/{}/_manifests/tags",
+        repo.repository()
+    ));
+    let remote = super::remote();
+    std::fs::read_dir(&tags)
+        .unwrap()
+        .map(|t| t.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|t| t.starts_with("step-"))
+        .map(|t| {
+            let reference = repo.with_tag(&t).unwrap();
+            String::from_utf8(super::fetch_manifest(&remote, &reference)).unwrap()
+        })
+        .collect()
+}
+
+const SOURCES: &str = "FROM {base}\n\
+    ARG GIT_SHA\n\
+    COPY src /src\n\
+    RUN ls /src > /listing && echo $GIT_SHA > /sha\n";
+
+pub(super) fn a_changed_file_is_named_and_the_steps_after_it_name_their_parent(world: &World) {
+    let context = world.fresh_dir("ctx-");
+    let files = [
+        ("src/main.rs", "fn main() {}\n", 0o644),
+        ("src/lib.rs", "pub fn f() {}\n", 0o644),
+        ("src/util.rs", "pub fn g() {}\n", 0o644),
+    ];
+    super::common::write_files(&context, &files);
+    let request = || {
+        let mut request = kaniko_defaults(world, &context, SOURCES);
+        request
+            .build_args
+            .insert("GIT_SHA".into(), "sha-one".into());
+        request.cache_repo = Some(own_cache(world, "files"));
+        request
+    };
+    let (_, cold_misses) = build_with_misses(world, request());
+    assert!(
+        cold_misses.is_empty(),
+        "nothing to compare with: {cold_misses:?}"
+    );
+
+    std::fs::write(context.join("src/main.rs"), "fn main() { f() }\n").unwrap();
+    let (_, misses) = build_with_misses(world, request());
+    assert_eq!(
+        misses,
+        [
+            (
+                3,
+                MissReason::FileChanged {
+                    path: "src/main.rs".into(),
+                    more: 0
+                }
+            ),
+            (4, MissReason::ParentMissed { line: 3 }),
+        ]
+    );
+    assert_eq!(misses[0].1.to_string(), "src/main.rs changed");
+
+    // Three files changed: the first named, the others counted.
+    for f in ["src/main.rs", "src/lib.rs", "src/util.rs"] {
+        std::fs::write(context.join(f), "// changed\n").unwrap();
+    }
+    let (_, misses) = build_with_misses(world, request());
+    assert_eq!(
+        misses[0].1.to_string(),
+        "src/lib.rs changed (and 2 more files)"
+    );
+}
+
+pub(super) fn a_changed_build_arg_is_named_never_its_value(world: &World) {
+    let context = world.fresh_dir("ctx-");
+    super::common::write_files(&context, &[("src/a", "a\n", 0o644)]);
+    let with_sha = |sha: &str| {
+        let mut request = kaniko_defaults(world, &context, SOURCES);
+        request.build_args.insert("GIT_SHA".into(), sha.into());
+        request.cache_repo = Some(own_cache(world, "args"));
+        request
+    };
+    let (cold, _) = build_with_misses(world, with_sha("c0ffee-first-value"));
+    let (warm, misses) = build_with_misses(world, with_sha("deadbeef-second-value"));
+    assert_eq!(
+        layer_statuses(&warm),
+        [("COPY", StepStatus::Cached), ("RUN", StepStatus::Built)]
+    );
+    assert_eq!(
+        misses,
+        [(
+            4,
+            MissReason::ValueChanged {
+                name: "GIT_SHA".into(),
+                build_arg: true,
+                more: 0
+            }
+        )]
+    );
+    assert_eq!(misses[0].1.to_string(), "build arg GIT_SHA changed");
+    // The descriptions stored in the cache repository name the arg, never its values.
+    let entries = identity_entries(world, &own_cache(world, "args"));
+    assert!(entries.iter().any(|e| e.contains("GIT_SHA")));
+    for value in ["c0ffee-first-value", "deadbeef-second-value"] {
+        assert!(entries.iter().all(|e| !e.contains(value)), "{value} stored");
+        assert!(!format!("{misses:?}").contains(value));
+    }
+    assert_ne!(cold.digest, warm.digest);
+}
+
+pub(super) fn a_moved_base_image_is_reported(world: &World) {
+    let seed = rbuild::store::Store::open(world.work.path().join("seed")).unwrap();
+    let (_, manifest, config) = seed.get_image("busybox").unwrap();
+    let base =
+        Reference::parse(&format!("{}/library/busybox:moving", world.registry.host())).unwrap();
+    let push = |manifest: &rbuild::oci::Manifest| {
+        super::remote()
+            .push_from_store(
+                &seed,
+                &manifest.to_canonical_json(),
+                &MediaType::OciManifest,
+                std::slice::from_ref(&base),
+            )
+            .unwrap();
+    };
+    push(&manifest);
+    let context = world.fresh_dir("ctx-");
+    super::common::write_files(&context, &[("src/a", "moving\n", 0o644)]);
+    let dockerfile = SOURCES.replace("{base}", &base.to_string());
+    let request = || BuildRequest {
+        cache_repo: Some(own_cache(world, "base")),
+        ..kaniko_defaults(world, &context, &dockerfile)
+    };
+    let (_, _) = build_with_misses(world, request());
+    // The tag moves to another image (a new config: a security update, say).
+    let mut moved = config.clone();
+    moved.config.env.push("MOVED=1".into());
+    let config_descriptor = seed
+        .put_blob(&moved.to_canonical_json(), MediaType::OciConfig)
+        .unwrap();
+    let moved_manifest = rbuild::oci::Manifest {
+        config: config_descriptor,
+        ..manifest.clone()
+    };
+    push(&moved_manifest);
+    let (after, misses) = build_with_misses(world, request());
+    assert_eq!(
+        layer_statuses(&after),
+        [("COPY", StepStatus::Built), ("RUN", StepStatus::Built)]
+    );
+    assert_eq!(misses[0], (3, MissReason::BaseImageChanged));
+    assert_eq!(misses[0].1.to_string(), "base image digest changed");
+}
+
+/// Local store only (no registry cache), a Dockerfile whose RUN says when it started.
+fn local_request(world: &World, context: &Path, run: &str) -> BuildRequest {
+    let dockerfile = format!("FROM {{base}}\nCOPY a /a\nRUN {run}\n");
+    BuildRequest {
+        cache: false,
+        destinations: Vec::new(),
+        image_name: Some("localhost/trust/prune:latest".into()),
+        ..world.request(context, &dockerfile)
+    }
+}
+
+pub(super) fn prune_during_a_build_loses_nothing_the_build_needs(world: &World) {
+    let store_dir = world.fresh_dir("prune-store-");
+    let context = world.context("prune-a\n", "prune-b\n");
+    let (builder, _) = world.builder(&store_dir);
+    let cold = builder
+        .build(local_request(world, &context, "cat /a > /one"))
+        .unwrap();
+    // Only the cache record keeps the COPY layer now.
+    assert!(builder.store().remove_image(&cold.image_name).unwrap());
+    let copy_layer = cold.manifest.layers[1].digest.clone();
+
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let (warm_builder, _) = world.builder(&store_dir);
+    let warm_builder = warm_builder.with_progress(Arc::new(move |event: &BuildEvent| {
+        if let BuildEvent::Output { text, .. } = event {
+            if text.contains("started") {
+                let _ = started_tx.lock().unwrap().send(());
+            }
+        }
+    }));
+    let run = "echo started && sleep 2 && cat /a > /two";
+    let warm = std::thread::scope(|scope| {
+        let build = scope.spawn(|| warm_builder.build(local_request(world, &context, run)));
+        started_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the RUN step started");
+        // Everything unreferenced goes, at once (no grace period).
+        let options = rbuild::store::PruneOptions {
+            all: true,
+            grace: std::time::Duration::ZERO,
+            ..Default::default()
+        };
+        let report = Store::open(&store_dir).unwrap().prune(&options).unwrap();
+        assert!(report.removed_records >= 2, "{report:?}");
+        build.join().unwrap()
+    });
+    let warm = warm.expect("the build survives the prune");
+    assert_eq!(
+        layer_statuses(&warm),
+        [("COPY", StepStatus::Cached), ("RUN", StepStatus::Built)]
+    );
+    assert_eq!(warm.manifest.layers[1].digest, copy_layer);
+    let store = Store::open(&store_dir).unwrap();
+    let (_, manifest, _) = store.get_image(&warm.image_name).unwrap();
+    for layer in &manifest.layers {
+        assert!(store.has_blob(&layer.digest), "{} lost", layer.digest);
+    }
+    // The lease went with the build: a prune now keeps only what the image reaches.
+    let options = rbuild::store::PruneOptions {
+        all: true,
+        grace: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    store.prune(&options).unwrap();
+    assert!(!store
+        .root()
+        .join(".rbuild-leases")
+        .read_dir()
+        .unwrap()
+        .any(|_| true));
+    assert!(store.has_blob(&copy_layer), "the image still needs it");
+}
+
+pub(super) fn cache_ttl_applies_to_the_local_store(world: &World) {
+    let store_dir = world.fresh_dir("ttl-store-");
+    let context = world.context("ttl-local-a\n", "ttl-local-b\n");
+    let (builder, _) = world.builder(&store_dir);
+    builder
+        .build(local_request(world, &context, "cat /a > /ttl"))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let with_ttl = |ttl: u64| BuildRequest {
+        cache_ttl: Some(std::time::Duration::from_secs(ttl)),
+        ..local_request(world, &context, "cat /a > /ttl")
+    };
+    let fresh_enough = builder.build(with_ttl(3600)).unwrap();
+    assert_eq!(
+        layer_statuses(&fresh_enough),
+        [("COPY", StepStatus::Cached), ("RUN", StepStatus::Cached)]
+    );
+    let too_old = builder.build(with_ttl(1)).unwrap();
+    assert_eq!(
+        layer_statuses(&too_old),
+        [("COPY", StepStatus::Built), ("RUN", StepStatus::Built)]
+    );
 }
