@@ -35,6 +35,9 @@ pub struct LayerScan {
     pub read_packages: bool,
     /// The tar stream's size.
     pub uncompressed_size: u64,
+    /// The tar stream's sha256 (the layer's diffID), as read: scans are kept by it.
+    #[serde(default)]
+    pub diff_id: Option<String>,
     /// Tar entries.
     pub entries: u64,
     /// The largest regular files, largest first.
@@ -103,6 +106,7 @@ pub fn scan_layer(
     let mut counted = Counting {
         inner: decoded,
         count: 0,
+        hasher: Sha256Hasher::new(),
     };
     let mut scan = LayerScan {
         listed_files: options.files,
@@ -196,6 +200,7 @@ pub fn scan_layer(
     // Whatever follows the tar's end (padding blocks) belongs to the stream too.
     io::copy(&mut counted, &mut io::sink()).map_err(|e| fail(e.to_string()))?;
     scan.uncompressed_size = counted.count;
+    scan.diff_id = Some(counted.hasher.finish().0.to_string());
     Ok(scan)
 }
 
@@ -237,15 +242,56 @@ fn keep_largest(top: &mut Vec<FileSize>, path: &str, size: u64) {
     top.truncate(TOP_FILES);
 }
 
+/// Counts and hashes what is read through it.
 struct Counting<R> {
     inner: R,
     count: u64,
+    hasher: Sha256Hasher,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count += n as u64;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Reads the byte chunks a channel delivers, in order, until its senders are gone (the
+/// reading side of [`scan_layer`] over a tar copied while the layer is written).
+#[derive(Debug)]
+pub struct ChunkReader {
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl ChunkReader {
+    /// A reader of what `chunks` receives.
+    pub fn new(chunks: std::sync::mpsc::Receiver<Vec<u8>>) -> ChunkReader {
+        ChunkReader {
+            chunks,
+            current: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => {
+                    self.current = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
 }
@@ -309,6 +355,21 @@ pub(crate) mod tests {
         };
         let scan = scan_layer(&blob[..], options, "test").unwrap();
         assert_eq!(scan.uncompressed_size, tar.len() as u64);
+        assert_eq!(
+            scan.diff_id,
+            Some(rbuild_oci::Digest::sha256_of(&tar).to_string())
+        );
+        // The same scan from the tar delivered in chunks.
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let chunks: Vec<Vec<u8>> = tar.chunks(777).map(<[u8]>::to_vec).collect();
+        let feeder = std::thread::spawn(move || {
+            for c in chunks {
+                tx.send(c).unwrap();
+            }
+        });
+        let streamed = scan_layer(ChunkReader::new(rx), options, "test").unwrap();
+        feeder.join().unwrap();
+        assert_eq!(streamed, scan);
         assert_eq!(scan.entries, 8);
         assert_eq!(scan.whiteouts, vec!["etc/", "usr/old", "gone"]);
         assert_eq!(scan.top_files[0].path, "usr/big");

@@ -474,6 +474,14 @@ fn attestations_pushed_and_found_through_the_tag_schema() {
         "owned by the hello package"
     );
 
+    // The built layer's scan is kept by its diffID (made from its tar as it was written).
+    let diff_id = outcome.config.rootfs.diff_ids.last().unwrap();
+    assert!(dir
+        .path()
+        .join("store/.rbuild-scans")
+        .join(format!("{}.json", diff_id.encoded()))
+        .exists());
+
     // The report lists them; the OCI layout holds them under the referrers tag too.
     let report_bytes = std::fs::read(&report).unwrap();
     assert_no_secret("the report", &report_bytes);

@@ -8,6 +8,8 @@ mod documents;
 mod events;
 mod scans;
 
+pub(crate) use scans::TarScanner;
+
 use crate::error::BuildError;
 use crate::remote::Remote;
 use crate::request::{AttestFormat, BuildEvent, BuildOutcome, BuildRequest};
@@ -110,6 +112,14 @@ impl AttestSink {
         self.wants.provenance
     }
 
+    /// What to gather of the final image's layers, if anything.
+    pub(crate) fn scan_options(&self) -> Option<ScanOptions> {
+        (!self.wants.reports.is_empty() || self.wants.sbom).then_some(ScanOptions {
+            files: self.wants.sbom && self.wants.sbom_files,
+            packages: self.wants.sbom,
+        })
+    }
+
     /// The engine's planned inputs.
     pub(crate) fn set_inputs(&self, inputs: BuildInputs) {
         *lock(&self.inputs) = inputs;
@@ -141,13 +151,9 @@ impl AttestSink {
     }
 
     fn start_scans(&self, manifest: Digest) {
-        let options = ScanOptions {
-            files: self.wants.sbom && self.wants.sbom_files,
-            packages: self.wants.sbom,
-        };
-        if self.wants.reports.is_empty() && !self.wants.sbom {
+        let Some(options) = self.scan_options() else {
             return;
-        }
+        };
         let store = self.store.clone();
         let handle = std::thread::Builder::new()
             .name("rbuild-layer-scan".into())
