@@ -4,6 +4,7 @@
 #   benches/e2e/run.sh [--runs N] [--scenario NAME]... [--builders buildah,rbuild] [--json]
 #                      [--keep-work] [--profile]
 #
+# RBUILD_ARGS="--compression-level 1" (say) adds flags to every rbuild build.
 # Makes busybox base images (cached under $RBUILD_BENCH_CACHE), starts a private docker-registry
 # on loopback behind a byte-counting forwarder, builds each scenario N times with each builder
 # and prints a table (or, with --json, one JSON object) on stdout. Progress goes to stderr.
@@ -30,8 +31,9 @@ PROFILE=0
 RBUILD=${RBUILD:-$ROOT/target/release/rbuild}
 CACHE=${RBUILD_BENCH_CACHE:-${TMPDIR:-/tmp}/rbuild-bench-cache}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
+read -ra RBUILD_EXTRA <<<"${RBUILD_ARGS:-}"
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "run.sh: $*" >&2; exit 2; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
@@ -241,7 +243,7 @@ write_build_script() {  # builder mode state_dir dockerfile context destination 
           rbuild_has cache-copy-layers && extra+=(--cache-copy-layers)
           [ "$mode" = local-cache ] || extra+=(--cache-repo "$cache_repo")
         fi
-        echo "$wrap_build$(q "${RBUILD_PREFIX[@]}") --context $(q "$ctx") --dockerfile $(q "$df") --destination $(q "$dest") --insecure $(q "${RBUILD_INSECURE_PULL[@]}" "${extra[@]}")"
+        echo "$wrap_build$(q "${RBUILD_PREFIX[@]}") --context $(q "$ctx") --dockerfile $(q "$df") --destination $(q "$dest") --insecure $(q "${RBUILD_INSECURE_PULL[@]}" "${extra[@]}" "${RBUILD_EXTRA[@]}")"
         ;;
     esac
   } >"$script"
