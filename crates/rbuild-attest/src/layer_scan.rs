@@ -84,11 +84,31 @@ impl LayerScan {
     }
 }
 
-/// Reads a layer blob and gathers what `options` asks for. `label` names it in errors.
+/// Reads a layer blob and gathers what `options` asks for, and the tar's diffID. `label`
+/// names it in errors.
 pub fn scan_layer(
     blob: impl Read,
     options: ScanOptions,
     label: &str,
+) -> Result<LayerScan, AttestError> {
+    scan(blob, options, label, true)
+}
+
+/// [`scan_layer`] of a tar whose diffID the caller already has (the layer writer computed
+/// it): the stream is not hashed a second time and [`LayerScan::diff_id`] is left `None`.
+pub fn scan_written_tar(
+    tar: impl Read,
+    options: ScanOptions,
+    label: &str,
+) -> Result<LayerScan, AttestError> {
+    scan(tar, options, label, false)
+}
+
+fn scan(
+    blob: impl Read,
+    options: ScanOptions,
+    label: &str,
+    hash_stream: bool,
 ) -> Result<LayerScan, AttestError> {
     let fail = |reason: String| AttestError::Layer {
         digest: label.to_owned(),
@@ -106,7 +126,7 @@ pub fn scan_layer(
     let mut counted = Counting {
         inner: decoded,
         count: 0,
-        hasher: Sha256Hasher::new(),
+        hasher: hash_stream.then(Sha256Hasher::new),
     };
     let mut scan = LayerScan {
         listed_files: options.files,
@@ -200,7 +220,7 @@ pub fn scan_layer(
     // Whatever follows the tar's end (padding blocks) belongs to the stream too.
     io::copy(&mut counted, &mut io::sink()).map_err(|e| fail(e.to_string()))?;
     scan.uncompressed_size = counted.count;
-    scan.diff_id = Some(counted.hasher.finish().0.to_string());
+    scan.diff_id = counted.hasher.map(|h| h.finish().0.to_string());
     Ok(scan)
 }
 
@@ -246,14 +266,16 @@ fn keep_largest(top: &mut Vec<FileSize>, path: &str, size: u64) {
 struct Counting<R> {
     inner: R,
     count: u64,
-    hasher: Sha256Hasher,
+    hasher: Option<Sha256Hasher>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count += n as u64;
-        self.hasher.update(&buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -367,9 +389,16 @@ pub(crate) mod tests {
                 tx.send(c).unwrap();
             }
         });
-        let streamed = scan_layer(ChunkReader::new(rx), options, "test").unwrap();
+        let streamed = scan_written_tar(ChunkReader::new(rx), options, "test").unwrap();
         feeder.join().unwrap();
-        assert_eq!(streamed, scan);
+        assert_eq!(streamed.diff_id, None);
+        assert_eq!(
+            LayerScan {
+                diff_id: scan.diff_id.clone(),
+                ..streamed
+            },
+            scan
+        );
         assert_eq!(scan.entries, 8);
         assert_eq!(scan.whiteouts, vec!["etc/", "usr/old", "gone"]);
         assert_eq!(scan.top_files[0].path, "usr/big");

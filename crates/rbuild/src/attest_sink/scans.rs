@@ -6,7 +6,7 @@
 //! `.rbuild-scans/<diffID hex>.json` (the diffID the scan computed itself) and no layer is
 //! read twice.
 
-use rbuild_attest::{scan_layer, ChunkReader, LayerScan, ScanOptions};
+use rbuild_attest::{scan_layer, scan_written_tar, ChunkReader, LayerScan, ScanOptions};
 use rbuild_oci::{Descriptor, Digest, Manifest};
 use rbuild_store::Store;
 use std::path::PathBuf;
@@ -108,7 +108,7 @@ impl TarScanner {
     pub(crate) fn start(options: ScanOptions) -> TarScanner {
         let (sender, chunks) = std::sync::mpsc::sync_channel(Self::QUEUE);
         let thread = std::thread::spawn(move || {
-            scan_layer(ChunkReader::new(chunks), options, "the layer being written")
+            scan_written_tar(ChunkReader::new(chunks), options, "the layer being written")
         });
         TarScanner {
             sender: Some(sender),
@@ -123,13 +123,15 @@ impl TarScanner {
             .unwrap_or_else(|| std::sync::mpsc::sync_channel(0).0)
     }
 
-    /// Waits for the scan of the finished layer (every other sender gone) and keeps it, if
-    /// it read the tar whose diffID is `diff_id`.
+    /// Waits for the scan of the finished layer (every other sender gone) and keeps it under
+    /// `diff_id`, the diffID the layer writer computed of the same tar.
     pub(crate) fn finish(mut self, store: &Store, diff_id: &Digest) {
         drop(self.sender.take());
         match self.thread.join() {
-            Ok(Ok(scan)) if scan.diff_id.as_deref() == Some(diff_id.as_str()) => keep(store, &scan),
-            Ok(Ok(_)) => tracing::debug!(%diff_id, "the layer scan saw another tar; not kept"),
+            Ok(Ok(mut scan)) => {
+                scan.diff_id = Some(diff_id.to_string());
+                keep(store, &scan)
+            }
             Ok(Err(e)) => {
                 tracing::debug!(%diff_id, error = %e, "layer scan failed; the blob will be read")
             }
