@@ -6,7 +6,9 @@ use crate::record::{BuildRecord, StepRecord, StepState};
 use std::fmt::Write;
 
 /// Phases in the order their bars are drawn; others follow by name.
-const PHASE_ORDER: [&str; 4] = ["run", "snapshot", "compress", "upload"];
+const PHASE_ORDER: [&str; 8] = [
+    "run", "snapshot", "tar", "compress", "hash", "store", "upload", "apply",
+];
 const LABEL_WIDTH: f64 = 190.0;
 const BAR_WIDTH: f64 = 740.0;
 const ROW: f64 = 22.0;
@@ -14,10 +16,10 @@ const ROW: f64 = 22.0;
 const STYLE: &str = r#"
 :root{color-scheme:light dark;--bg:#ffffff;--fg:#1f2328;--muted:#59636e;--grid:#d1d9e0;--panel:#f6f8fa;
 --built:#0969da;--cached:#818b98;--failed:#cf222e;--metadata:#9a6700;--unfinished:#bc4c00;
---run:#54aeff;--snapshot:#8250df;--compress:#1a7f37;--upload:#bc4c00;--other:#57606a}
+--run:#54aeff;--snapshot:#8250df;--tar:#bf3989;--compress:#1a7f37;--hash:#4d2d00;--store:#6e7781;--upload:#bc4c00;--apply:#0550ae;--other:#57606a}
 @media (prefers-color-scheme: dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9198a1;--grid:#3d444d;--panel:#151b23;
 --built:#4493f8;--cached:#656c76;--failed:#f85149;--metadata:#d29922;--unfinished:#db6d28;
---run:#a5d6ff;--snapshot:#ab7df8;--compress:#3fb950;--upload:#db6d28;--other:#9198a1}}
+--run:#a5d6ff;--snapshot:#ab7df8;--tar:#f778ba;--compress:#3fb950;--hash:#e3b341;--store:#8b949e;--upload:#db6d28;--apply:#79c0ff;--other:#9198a1}}
 body{background:var(--bg);color:var(--fg);font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1000px;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid var(--grid);padding-bottom:.2em;margin-top:1.6em}
 .ok{color:var(--compress)}.bad{color:var(--failed)}.muted{color:var(--muted)}
@@ -28,7 +30,7 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{color:var
 svg{display:block;max-width:100%;height:auto;margin:.4em 0}svg text{fill:var(--fg);font:12px system-ui,sans-serif}
 svg .axis{stroke:var(--grid)}svg .tick{fill:var(--muted)}
 .s-built{fill:var(--built)}.s-cached{fill:var(--cached)}.s-failed{fill:var(--failed)}.s-metadata{fill:var(--metadata)}.s-unfinished{fill:var(--unfinished)}
-.p-run{fill:var(--run)}.p-snapshot{fill:var(--snapshot)}.p-compress{fill:var(--compress)}.p-upload{fill:var(--upload)}.p-other{fill:var(--other)}
+.p-run{fill:var(--run)}.p-snapshot{fill:var(--snapshot)}.p-tar{fill:var(--tar)}.p-compress{fill:var(--compress)}.p-hash{fill:var(--hash)}.p-store{fill:var(--store)}.p-upload{fill:var(--upload)}.p-apply{fill:var(--apply)}.p-other{fill:var(--other)}
 .legend span{display:inline-block;margin-right:1em}.legend i{display:inline-block;width:.9em;height:.9em;margin-right:.3em;vertical-align:-.1em;border-radius:2px}
 details{margin:.2em 0}summary{cursor:pointer}
 .state-failed{color:var(--failed);font-weight:600}.state-cached{color:var(--muted)}
@@ -127,8 +129,12 @@ fn timeline(h: &mut String, r: &BuildRecord) {
         ("s-unfinished", "stopped"),
         ("p-run", "run"),
         ("p-snapshot", "snapshot"),
+        ("p-tar", "tar"),
         ("p-compress", "compress"),
+        ("p-hash", "hash"),
+        ("p-store", "store"),
         ("p-upload", "upload"),
+        ("p-apply", "apply"),
     ] {
         let _ = write!(
             h,
@@ -223,8 +229,16 @@ fn step_bar(h: &mut String, step: &StepRecord, y: f64, scale: f64) {
                 .map(String::as_str)
                 .filter(|p| !PHASE_ORDER.contains(p)),
         );
+        // Phases of the layer pipeline overlap (tar, compress and hash run at once): drawn one
+        // after the other, scaled down together when they add up to more than the step.
+        let sum: u64 = step.phases.values().sum();
+        let fit = if sum > step.duration_us && sum > 0 {
+            step.duration_us as f64 / sum as f64
+        } else {
+            1.0
+        };
         for name in names {
-            let w = step.phases[name] as f64 * scale;
+            let w = step.phases[name] as f64 * scale * fit;
             let class = if PHASE_ORDER.contains(&name) {
                 name
             } else {

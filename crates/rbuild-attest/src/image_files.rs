@@ -12,6 +12,8 @@ pub struct ImageFiles {
     databases: BTreeMap<String, FoundDatabase>,
     /// Problems the scans met.
     pub problems: Vec<String>,
+    /// Files the scans counted but did not list (past their bound).
+    pub files_left_out: u64,
 }
 
 impl ImageFiles {
@@ -29,6 +31,7 @@ impl ImageFiles {
                 image.databases.insert(db.path.clone(), db.clone());
             }
             image.problems.extend(scan.problems.iter().cloned());
+            image.files_left_out += scan.files_left_out;
         }
         image
     }

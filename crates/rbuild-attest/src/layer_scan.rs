@@ -13,8 +13,8 @@ use std::io::{self, BufRead, BufReader, Read};
 /// How many of a layer's largest files are kept.
 pub const TOP_FILES: usize = 10;
 
-/// The most files of one image hashed for the SBOM; files past it are listed without a
-/// checksum and the SBOM says so.
+/// The most files of one layer listed (and hashed) for the SBOM; files past it are counted,
+/// not listed, and the SBOM says how many were left out.
 pub const MAX_HASHED_FILES: usize = 200_000;
 
 /// What to gather besides sizes and whiteouts.
@@ -35,14 +35,20 @@ pub struct LayerScan {
     pub read_packages: bool,
     /// The tar stream's size.
     pub uncompressed_size: u64,
+    /// The tar stream's sha256 (the layer's diffID), as read: scans are kept by it.
+    #[serde(default)]
+    pub diff_id: Option<String>,
     /// Tar entries.
     pub entries: u64,
     /// The largest regular files, largest first.
     pub top_files: Vec<FileSize>,
     /// Every whiteout: `path` (deleted) or `dir/` (opaque), in tar order.
     pub whiteouts: Vec<String>,
-    /// Regular files (hard links included), when `listed_files`.
+    /// Regular files (hard links included), when `listed_files`, at most [`MAX_HASHED_FILES`].
     pub files: Vec<ScannedFile>,
+    /// Regular files past [`MAX_HASHED_FILES`], counted only.
+    #[serde(default)]
+    pub files_left_out: u64,
     /// Package databases (status files, `.list` files, apk and rpm databases) found.
     pub databases: Vec<FoundDatabase>,
     /// Databases that could not be read, one line each.
@@ -78,11 +84,31 @@ impl LayerScan {
     }
 }
 
-/// Reads a layer blob and gathers what `options` asks for. `label` names it in errors.
+/// Reads a layer blob and gathers what `options` asks for, and the tar's diffID. `label`
+/// names it in errors.
 pub fn scan_layer(
     blob: impl Read,
     options: ScanOptions,
     label: &str,
+) -> Result<LayerScan, AttestError> {
+    scan(blob, options, label, true)
+}
+
+/// [`scan_layer`] of a tar whose diffID the caller already has (the layer writer computed
+/// it): the stream is not hashed a second time and [`LayerScan::diff_id`] is left `None`.
+pub fn scan_written_tar(
+    tar: impl Read,
+    options: ScanOptions,
+    label: &str,
+) -> Result<LayerScan, AttestError> {
+    scan(tar, options, label, false)
+}
+
+fn scan(
+    blob: impl Read,
+    options: ScanOptions,
+    label: &str,
+    hash_stream: bool,
 ) -> Result<LayerScan, AttestError> {
     let fail = |reason: String| AttestError::Layer {
         digest: label.to_owned(),
@@ -100,6 +126,7 @@ pub fn scan_layer(
     let mut counted = Counting {
         inner: decoded,
         count: 0,
+        hasher: hash_stream.then(Sha256Hasher::new),
     };
     let mut scan = LayerScan {
         listed_files: options.files,
@@ -175,25 +202,25 @@ pub fn scan_layer(
             }
         }
         if options.files {
-            let sha256 = if scan.files.len() < MAX_HASHED_FILES {
-                let mut hasher = Sha256Hasher::new();
-                match &content {
-                    Some(bytes) => hasher.update(bytes),
-                    None => {
-                        io::copy(&mut entry, &mut hasher)
-                            .map_err(|e| fail(format!("{path}: {e}")))?;
-                    }
+            if scan.files.len() >= MAX_HASHED_FILES {
+                scan.files_left_out += 1;
+                continue;
+            }
+            let mut hasher = Sha256Hasher::new();
+            match &content {
+                Some(bytes) => hasher.update(bytes),
+                None => {
+                    io::copy(&mut entry, &mut hasher).map_err(|e| fail(format!("{path}: {e}")))?;
                 }
-                Some(hasher.finish().0.encoded().to_owned())
-            } else {
-                None
-            };
+            }
+            let sha256 = Some(hasher.finish().0.encoded().to_owned());
             scan.files.push(ScannedFile { path, size, sha256 });
         }
     }
     // Whatever follows the tar's end (padding blocks) belongs to the stream too.
     io::copy(&mut counted, &mut io::sink()).map_err(|e| fail(e.to_string()))?;
     scan.uncompressed_size = counted.count;
+    scan.diff_id = counted.hasher.map(|h| h.finish().0.to_string());
     Ok(scan)
 }
 
@@ -235,15 +262,58 @@ fn keep_largest(top: &mut Vec<FileSize>, path: &str, size: u64) {
     top.truncate(TOP_FILES);
 }
 
+/// Counts and hashes what is read through it.
 struct Counting<R> {
     inner: R,
     count: u64,
+    hasher: Option<Sha256Hasher>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count += n as u64;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// Reads the byte chunks a channel delivers, in order, until its senders are gone (the
+/// reading side of [`scan_layer`] over a tar copied while the layer is written).
+#[derive(Debug)]
+pub struct ChunkReader {
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl ChunkReader {
+    /// A reader of what `chunks` receives.
+    pub fn new(chunks: std::sync::mpsc::Receiver<Vec<u8>>) -> ChunkReader {
+        ChunkReader {
+            chunks,
+            current: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => {
+                    self.current = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
 }
@@ -307,6 +377,28 @@ pub(crate) mod tests {
         };
         let scan = scan_layer(&blob[..], options, "test").unwrap();
         assert_eq!(scan.uncompressed_size, tar.len() as u64);
+        assert_eq!(
+            scan.diff_id,
+            Some(rbuild_oci::Digest::sha256_of(&tar).to_string())
+        );
+        // The same scan from the tar delivered in chunks.
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let chunks: Vec<Vec<u8>> = tar.chunks(777).map(<[u8]>::to_vec).collect();
+        let feeder = std::thread::spawn(move || {
+            for c in chunks {
+                tx.send(c).unwrap();
+            }
+        });
+        let streamed = scan_written_tar(ChunkReader::new(rx), options, "test").unwrap();
+        feeder.join().unwrap();
+        assert_eq!(streamed.diff_id, None);
+        assert_eq!(
+            LayerScan {
+                diff_id: scan.diff_id.clone(),
+                ..streamed
+            },
+            scan
+        );
         assert_eq!(scan.entries, 8);
         assert_eq!(scan.whiteouts, vec!["etc/", "usr/old", "gone"]);
         assert_eq!(scan.top_files[0].path, "usr/big");
@@ -324,6 +416,46 @@ pub(crate) mod tests {
         assert!(plain.files.is_empty() && plain.databases.is_empty());
         assert_eq!(plain.top_files, scan.top_files);
         assert!(scan.serves(ScanOptions::default()) && !plain.serves(options));
+    }
+
+    #[test]
+    fn rpm_and_apk_databases_in_a_layer_are_read_and_junk_is_a_problem_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("rpmdb.sqlite");
+        let header = crate::packages::rpm::header_blob(
+            &[
+                (1000, "bash"),
+                (1001, "5.2"),
+                (1002, "1.fc40"),
+                (1022, "x86_64"),
+            ],
+            &[(1116, 0)],
+            &[(1118, &["/usr/bin/"]), (1117, &["bash"])],
+        );
+        crate::packages::rpm::write_rpmdb(&db, &[header]);
+        let rpmdb = std::fs::read(&db).unwrap();
+        let tar = tar_of(&[
+            ("usr/lib/sysimage/rpm/rpmdb.sqlite", Some(&rpmdb)),
+            (
+                "lib/apk/db/installed",
+                Some(b"P:musl\nV:1.2.5-r0\nF:lib\nR:libc.so\n"),
+            ),
+            ("var/lib/rpm/rpmdb.sqlite", Some(b"hostile: not a database")),
+        ]);
+        let options = ScanOptions {
+            files: true,
+            packages: true,
+        };
+        let scan = scan_layer(&tar[..], options, "t").unwrap();
+        let names: Vec<&str> = scan
+            .databases
+            .iter()
+            .flat_map(|d| d.packages.iter().map(|p| p.name.as_str()))
+            .collect();
+        assert_eq!(names, vec!["bash", "musl"]);
+        assert_eq!(scan.databases[0].packages[0].files, vec!["usr/bin/bash"]);
+        assert_eq!(scan.problems.len(), 1, "{:?}", scan.problems);
+        assert!(scan.problems[0].starts_with("var/lib/rpm/rpmdb.sqlite in the image: "));
     }
 
     #[test]

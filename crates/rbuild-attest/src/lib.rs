@@ -50,7 +50,8 @@ pub use error::AttestError;
 pub use html::render_html;
 pub use image_files::ImageFiles;
 pub use layer_scan::{
-    scan_layer, FoundDatabase, LayerScan, ScanOptions, ScannedFile, MAX_HASHED_FILES, TOP_FILES,
+    scan_layer, scan_written_tar, ChunkReader, FoundDatabase, LayerScan, ScanOptions, ScannedFile,
+    MAX_HASHED_FILES, TOP_FILES,
 };
 pub use provenance::{
     provenance_statement, ProvenanceInput, BUILD_TYPE, SLSA_PROVENANCE_V1, STATEMENT_TYPE,

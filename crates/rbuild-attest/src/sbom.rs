@@ -110,8 +110,12 @@ pub fn spdx_document(input: &SbomInput, image: &ImageFiles) -> Result<Vec<u8>, A
         "Packages read from the image's dpkg, apk and rpm databases; files listed are those no package owns.",
     );
     if unhashed > 0 {
+        comment.push_str(&format!(" {unhashed} files have no checksum."));
+    }
+    if image.files_left_out > 0 {
         comment.push_str(&format!(
-            " {unhashed} files past the limit of {} hashed files have no checksum.",
+            " {} files are not listed: a layer lists at most {} files.",
+            image.files_left_out,
             crate::MAX_HASHED_FILES
         ));
     }

@@ -27,6 +27,9 @@ pub(crate) struct ChunkSink<'p> {
     hasher: Sha256Hasher,
     tx: SyncSender<Vec<u8>>,
     recycled: Receiver<Vec<u8>>,
+    /// Where a copy of every chunk goes ([`crate::LayerWriter::copying_tar_to`]), until its
+    /// receiver hangs up.
+    copy: Option<SyncSender<Vec<u8>>>,
 }
 
 impl<'p> ChunkSink<'p> {
@@ -41,6 +44,7 @@ impl<'p> ChunkSink<'p> {
             blocked: Duration::ZERO,
             hashing: Duration::ZERO,
             filled: 0,
+            copy: None,
             hasher: Sha256Hasher::new(),
             tx,
             recycled,
@@ -83,6 +87,13 @@ impl<'p> ChunkSink<'p> {
         Ok(copied)
     }
 
+    /// Also sends a copy of every chunk to `copy` (dropped at the end: the receiver's end of
+    /// stream).
+    pub(crate) fn copying_to(mut self, copy: Option<SyncSender<Vec<u8>>>) -> Self {
+        self.copy = copy;
+        self
+    }
+
     /// Sends what is left and returns the digest and length of everything written, and the
     /// time spent hashing and waiting for the compressor (not the producer's own work).
     pub(crate) fn finish(mut self) -> io::Result<(Digest, u64, Duration)> {
@@ -112,6 +123,12 @@ impl<'p> ChunkSink<'p> {
         };
         let mut full = std::mem::replace(&mut self.buf, next);
         full.truncate(self.filled);
+        if let Some(copy) = &self.copy {
+            // A reader that stopped reading is not this layer's failure.
+            if copy.send(full.clone()).is_err() {
+                self.copy = None;
+            }
+        }
         self.filled = 0;
         let start = Instant::now();
         let sent = self.tx.send(full).map_err(|_| stopped());

@@ -73,6 +73,7 @@ pub struct LayerInfo {
 pub struct LayerWriter {
     options: LayerOptions,
     profile: Option<Arc<WriteProfile>>,
+    tar_copy: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
 }
 
 impl LayerWriter {
@@ -81,14 +82,26 @@ impl LayerWriter {
         LayerWriter {
             options,
             profile: None,
+            tar_copy: None,
         }
     }
 
     /// The same writer, adding the time of each part of its writes to `profile`.
     pub fn profiled(&self, profile: Arc<WriteProfile>) -> LayerWriter {
         LayerWriter {
-            options: self.options.clone(),
             profile: Some(profile),
+            ..self.clone()
+        }
+    }
+
+    /// The same writer, also sending the uncompressed tar of each write, in order, chunk by
+    /// chunk, to `copy` (the sender is dropped when the write ends: the end of the stream).
+    /// Lets a reader of the tar (the build report's layer scan) see it without decompressing
+    /// the blob; a receiver that hangs up early only stops the copies.
+    pub fn copying_tar_to(&self, copy: std::sync::mpsc::SyncSender<Vec<u8>>) -> LayerWriter {
+        LayerWriter {
+            tar_copy: Some(copy),
+            ..self.clone()
         }
     }
 
@@ -162,10 +175,11 @@ impl LayerWriter {
         let profile = self.profile.as_deref().unwrap_or(&unprofiled);
         let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
         let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 2);
+        let copy = self.tar_copy.clone();
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || {
                 let start = Instant::now();
-                let mut sink = ChunkSink::new(tx, recycle_rx, profile);
+                let mut sink = ChunkSink::new(tx, recycle_rx, profile).copying_to(copy);
                 let entries = produce(&mut sink)?;
                 let (diff_id, size, others) = sink.finish().map_err(LayerError::Output)?;
                 // The tar thread's own work: not its hashing, not its waits.

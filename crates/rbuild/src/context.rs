@@ -63,6 +63,10 @@ pub struct BuildContext {
     fs: rbuild_fs::Root,
     ignore: IgnoreMatcher,
     _extracted: Option<tempfile::TempDir>,
+    /// Digests of sources already read, by patterns and excludes: the cache keys and the
+    /// provenance's context digest read the context once.
+    digests:
+        std::sync::Mutex<std::collections::HashMap<String, crate::input_digest::SourcesDigest>>,
 }
 
 impl BuildContext {
@@ -135,7 +139,35 @@ impl BuildContext {
             fs,
             ignore: IgnoreMatcher::default(),
             _extracted: extracted,
+            digests: Default::default(),
         })
+    }
+
+    /// The digest of what `patterns` name in the context after `.dockerignore`, leaving out
+    /// `excludes` (`COPY --exclude`): names, types, modes and contents, as COPY's cache key
+    /// reads them ([`crate::input_digest::sources_digest`]). Computed once per build for the
+    /// same patterns and excludes.
+    pub(crate) fn sources_digest(
+        &self,
+        patterns: &[String],
+        excludes: &[String],
+    ) -> Result<crate::input_digest::SourcesDigest, String> {
+        let memo_key = format!("{}\u{1}{}", patterns.join("\0"), excludes.join("\0"));
+        let memo = || self.digests.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = memo().get(&memo_key) {
+            return Ok(d.clone());
+        }
+        let excludes = IgnoreMatcher::parse(&excludes.join("\n")).map_err(|e| e.to_string())?;
+        let root = crate::copy::SourceRoot {
+            root: &self.fs,
+            label: "build context".into(),
+            ignore: Some(&self.ignore),
+            keep_owner: false,
+            owners: None,
+        };
+        let digest = crate::input_digest::sources_digest(&root, patterns, &excludes)?;
+        memo().insert(memo_key, digest.clone());
+        Ok(digest)
     }
 
     /// The context's tree: every path of a step is resolved inside it.

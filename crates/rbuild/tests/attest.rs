@@ -227,6 +227,50 @@ fn report_of_a_failed_two_stage_build(runner: Arc<SandboxRunner>) {
         StepState::Built,
         "app.txt changed: a miss"
     );
+    // The miss is explained as the engine explained it, and the built steps' phases are there.
+    let misses: Vec<(usize, usize, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            BuildEvent::CacheMiss {
+                stage,
+                line,
+                reason,
+                ..
+            } => Some((*stage, *line, reason.to_string())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        misses.iter().any(|(s, l, _)| (*s, *l) == (1, 5)),
+        "the changed COPY missed: {misses:?}"
+    );
+    for (stage, line, reason) in &misses {
+        assert_eq!(
+            by_line(*stage, *line).miss_reason.as_deref(),
+            Some(reason.as_str())
+        );
+        assert!(html_text.contains(
+            &reason
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&#39;")
+        ));
+    }
+    for e in &events {
+        if let BuildEvent::StepProfile {
+            stage,
+            line,
+            phases,
+        } = e
+        {
+            let step = by_line(*stage, *line);
+            if !phases.compress.is_zero() {
+                assert_eq!(step.phases["compress"], phases.compress.as_micros() as u64);
+            }
+        }
+    }
     let failed = by_line(1, 7);
     assert_eq!(failed.state, StepState::Failed);
     assert!(failed.duration_us > 0);
@@ -429,6 +473,14 @@ fn attestations_pushed_and_found_through_the_tag_schema() {
         file("/usr/bin/hello").is_none(),
         "owned by the hello package"
     );
+
+    // The built layer's scan is kept by its diffID (made from its tar as it was written).
+    let diff_id = outcome.config.rootfs.diff_ids.last().unwrap();
+    assert!(dir
+        .path()
+        .join("store/.rbuild-scans")
+        .join(format!("{}.json", diff_id.encoded()))
+        .exists());
 
     // The report lists them; the OCI layout holds them under the referrers tag too.
     let report_bytes = std::fs::read(&report).unwrap();

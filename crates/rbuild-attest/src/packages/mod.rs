@@ -4,7 +4,7 @@
 
 mod apk;
 mod dpkg;
-mod rpm;
+pub(crate) mod rpm;
 
 use serde::{Deserialize, Serialize};
 

@@ -8,6 +8,8 @@ mod documents;
 mod events;
 mod scans;
 
+pub(crate) use scans::TarScanner;
+
 use crate::error::BuildError;
 use crate::remote::Remote;
 use crate::request::{AttestFormat, BuildEvent, BuildOutcome, BuildRequest};
@@ -110,6 +112,14 @@ impl AttestSink {
         self.wants.provenance
     }
 
+    /// What to gather of the final image's layers, if anything.
+    pub(crate) fn scan_options(&self) -> Option<ScanOptions> {
+        (!self.wants.reports.is_empty() || self.wants.sbom).then_some(ScanOptions {
+            files: self.wants.sbom && self.wants.sbom_files,
+            packages: self.wants.sbom,
+        })
+    }
+
     /// The engine's planned inputs.
     pub(crate) fn set_inputs(&self, inputs: BuildInputs) {
         *lock(&self.inputs) = inputs;
@@ -141,13 +151,9 @@ impl AttestSink {
     }
 
     fn start_scans(&self, manifest: Digest) {
-        let options = ScanOptions {
-            files: self.wants.sbom && self.wants.sbom_files,
-            packages: self.wants.sbom,
-        };
-        if self.wants.reports.is_empty() && !self.wants.sbom {
+        let Some(options) = self.scan_options() else {
             return;
-        }
+        };
         let store = self.store.clone();
         let handle = std::thread::Builder::new()
             .name("rbuild-layer-scan".into())
@@ -374,21 +380,11 @@ impl BuildInputs {
         context: &crate::context::BuildContext,
         plan: &rbuild_plan::Plan,
     ) -> BuildInputs {
-        let root = crate::copy::SourceRoot {
-            root: context.fs_root(),
-            label: "build context".into(),
-            ignore: Some(context.ignore()),
-            keep_owner: false,
-            owners: None,
-        };
-        let context_digest = crate::input_digest::sources_digest(
-            &root,
-            &[".".to_string()],
-            &crate::IgnoreMatcher::default(),
-        )
-        .map_err(|e| tracing::warn!(error = %e, "no context digest for the provenance"))
-        .ok()
-        .map(|sources| sources.digest);
+        let context_digest = context
+            .sources_digest(&[".".to_string()], &[])
+            .map_err(|e| tracing::warn!(error = %e, "no context digest for the provenance"))
+            .ok()
+            .map(|sources| sources.digest);
         let mut materials: Vec<(String, Digest)> = Vec::new();
         for stage in &plan.stages {
             let base = match &stage.base {

@@ -1,9 +1,12 @@
-//! Layer scans for the report and the SBOM, one pass per layer blob, several layers at once,
-//! started as soon as the image is committed (so they run while it is pushed). A scan depends
-//! only on the blob's bytes, so it is kept in the store under `.rbuild-scans/<digest hex>.json`
-//! and a layer already scanned (a base image's, a cached step's) is never read again.
+//! Layer scans for the report and the SBOM. A layer this build writes is scanned from its tar
+//! as it is written ([`TarScanner`], fed by `LayerWriter::copying_tar_to`: no decompression,
+//! in parallel with the compression). The others (a base image's, a cached step's) are read
+//! from their blobs when the image is committed, several at once, while it is pushed. A scan
+//! depends only on the uncompressed tar, so it is kept in the store under
+//! `.rbuild-scans/<diffID hex>.json` (the diffID the scan computed itself) and no layer is
+//! read twice.
 
-use rbuild_attest::{scan_layer, LayerScan, ScanOptions};
+use rbuild_attest::{scan_layer, scan_written_tar, ChunkReader, LayerScan, ScanOptions};
 use rbuild_oci::{Descriptor, Digest, Manifest};
 use rbuild_store::Store;
 use std::path::PathBuf;
@@ -31,6 +34,12 @@ pub(super) fn scan_image(
             return Vec::new();
         }
     };
+    // The config's diffIDs find kept scans; a layer not found is read and kept by the diffID
+    // its scan computes (never by what the config claims).
+    let diff_ids: Vec<Digest> = store
+        .read_config(&manifest.config.digest)
+        .map(|c| c.rootfs.diff_ids)
+        .unwrap_or_default();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -46,7 +55,8 @@ pub(super) fn scan_image(
                         let Some(layer) = manifest.layers.get(i) else {
                             break;
                         };
-                        done.push((i, (layer.clone(), scan_one(store, layer, options))));
+                        let scan = scan_one(store, layer, diff_ids.get(i), options);
+                        done.push((i, (layer.clone(), scan)));
                     }
                     done
                 })
@@ -61,10 +71,14 @@ pub(super) fn scan_image(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-fn scan_one(store: &Store, layer: &Descriptor, options: ScanOptions) -> Result<LayerScan, String> {
-    let kept = kept_path(store, &layer.digest);
-    if let Ok(bytes) = std::fs::read(&kept) {
-        if let Ok(scan) = serde_json::from_slice::<LayerScan>(&bytes) {
+fn scan_one(
+    store: &Store,
+    layer: &Descriptor,
+    diff_id: Option<&Digest>,
+    options: ScanOptions,
+) -> Result<LayerScan, String> {
+    if let Some(kept) = diff_id.and_then(|d| std::fs::read(kept_path(store, d)).ok()) {
+        if let Ok(scan) = serde_json::from_slice::<LayerScan>(&kept) {
             if scan.serves(options) {
                 return Ok(scan);
             }
@@ -75,8 +89,55 @@ fn scan_one(store: &Store, layer: &Descriptor, options: ScanOptions) -> Result<L
     }
     let blob = store.open_blob(&layer.digest).map_err(|e| e.to_string())?;
     let scan = scan_layer(blob, options, layer.digest.as_str()).map_err(|e| e.to_string())?;
-    keep(&kept, &scan);
+    keep(store, &scan);
     Ok(scan)
+}
+
+/// Scans a layer's tar while the layer writer produces it.
+pub(crate) struct TarScanner {
+    sender: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    thread: std::thread::JoinHandle<Result<LayerScan, rbuild_attest::AttestError>>,
+}
+
+impl TarScanner {
+    /// Chunks of tar queued for the scan at most (256 KiB each): the scan is faster than the
+    /// writer, so it rarely holds the writer back.
+    const QUEUE: usize = 64;
+
+    /// Starts the scanning thread.
+    pub(crate) fn start(options: ScanOptions) -> TarScanner {
+        let (sender, chunks) = std::sync::mpsc::sync_channel(Self::QUEUE);
+        let thread = std::thread::spawn(move || {
+            scan_written_tar(ChunkReader::new(chunks), options, "the layer being written")
+        });
+        TarScanner {
+            sender: Some(sender),
+            thread,
+        }
+    }
+
+    /// Where the writer sends the tar.
+    pub(crate) fn sender(&self) -> std::sync::mpsc::SyncSender<Vec<u8>> {
+        self.sender
+            .clone()
+            .unwrap_or_else(|| std::sync::mpsc::sync_channel(0).0)
+    }
+
+    /// Waits for the scan of the finished layer (every other sender gone) and keeps it under
+    /// `diff_id`, the diffID the layer writer computed of the same tar.
+    pub(crate) fn finish(mut self, store: &Store, diff_id: &Digest) {
+        drop(self.sender.take());
+        match self.thread.join() {
+            Ok(Ok(mut scan)) => {
+                scan.diff_id = Some(diff_id.to_string());
+                keep(store, &scan)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%diff_id, error = %e, "layer scan failed; the blob will be read")
+            }
+            Err(_) => tracing::debug!(%diff_id, "layer scan panicked"),
+        }
+    }
 }
 
 fn kept_path(store: &Store, digest: &Digest) -> PathBuf {
@@ -86,8 +147,13 @@ fn kept_path(store: &Store, digest: &Digest) -> PathBuf {
         .join(format!("{}.json", digest.encoded()))
 }
 
-/// Keeps a scan (atomically: a temporary file renamed into place); failing to is harmless.
-fn keep(path: &std::path::Path, scan: &LayerScan) {
+/// Keeps a scan under the diffID it computed (atomically: a temporary file renamed into
+/// place); failing to is harmless.
+fn keep(store: &Store, scan: &LayerScan) {
+    let Some(diff_id) = scan.diff_id.as_deref().and_then(|d| Digest::parse(d).ok()) else {
+        return;
+    };
+    let path = &kept_path(store, &diff_id);
     let write = || -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
         std::fs::create_dir_all(dir)?;

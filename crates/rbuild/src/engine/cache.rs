@@ -3,7 +3,6 @@
 use super::layers::StepLayer;
 use super::{Env, StageResult};
 use crate::context::BuildContext;
-use crate::copy::SourceRoot;
 use crate::error::BuildError;
 use crate::store_resolver::{find_image, LazyImages};
 use rbuild_dockerfile::Instruction;
@@ -149,21 +148,13 @@ fn input_digests(
     for input in &step.inputs {
         let digest = match input {
             StepInput::Context { paths } => {
-                let root = SourceRoot {
-                    root: context.fs_root(),
-                    label: "build context".into(),
-                    ignore: Some(context.ignore()),
-                    keep_owner: false,
-                    owners: None,
-                };
                 // What `--exclude` leaves out of the copy does not count either.
                 let excludes = match &step.instruction {
                     rbuild_dockerfile::Instruction::Copy(c) => c.excludes.as_slice(),
                     rbuild_dockerfile::Instruction::Add(a) => a.excludes.as_slice(),
                     _ => &[],
                 };
-                let excludes = crate::IgnoreMatcher::parse(&excludes.join("\n")).ok()?;
-                match crate::input_digest::sources_digest(&root, paths, &excludes) {
+                match context.sources_digest(paths, excludes) {
                     Ok(sources) => {
                         described.files.extend(sources.files);
                         sources.digest

@@ -100,13 +100,27 @@ impl Env<'_> {
         };
         let profile = Arc::new(WriteProfile::default());
         let mut writer = store.blob_writer()?;
+        // The report's scan of a final layer reads its tar as it is written.
+        let scanner = self
+            .layer_scan
+            .filter(|_| stage.final_image)
+            .map(crate::attest_sink::TarScanner::start);
+        let stage_writer = layer_writer.profiled(profile.clone());
+        let stage_writer = match &scanner {
+            Some(scanner) => stage_writer.copying_tar_to(scanner.sender()),
+            None => stage_writer,
+        };
         let info = write(
-            &layer_writer.profiled(profile.clone()),
+            &stage_writer,
             UploadTee {
                 out: &mut writer,
                 upload: upload.as_mut(),
             },
         )?;
+        drop(stage_writer);
+        if let Some(scanner) = scanner {
+            scanner.finish(store, &info.diff_id);
+        }
         let committing = Instant::now();
         let (digest, size) = writer.commit(Some(&info.digest), Some(info.size))?;
         if !self.lease.claim(std::slice::from_ref(&digest))? {

@@ -277,6 +277,7 @@ impl Builder {
         }
         let final_stages = final_stages(&plan);
         let env = Env {
+            layer_scan: attest.and_then(|a| a.scan_options()),
             lease: self.store.lease()?,
             cache_ttl: request.cache_ttl,
             keys: planned_keys.keys,
@@ -628,6 +629,9 @@ impl Builder {
 
 /// What every step of one build shares.
 struct Env<'a> {
+    /// What the report sink wants to know of the final image's layers: their tars are then
+    /// scanned as they are written (no decompression later).
+    layer_scan: Option<rbuild_attest::ScanOptions>,
     /// The build's claim on the blobs of its cache hits and layers (a concurrent prune keeps
     /// them).
     lease: rbuild_store::Lease,

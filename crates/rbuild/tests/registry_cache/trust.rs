@@ -25,6 +25,9 @@ fn kaniko_defaults(world: &World, context: &Path, dockerfile: &str) -> BuildRequ
     let defaults = BuildRequest::default();
     BuildRequest {
         source_date_epoch: None,
+        // Provenance (on by default when pushing) is a new document each build, with its
+        // times; these tests watch the image's own blobs.
+        provenance: Some(false),
         cache_copy_layers: defaults.cache_copy_layers,
         cache_run_layers: defaults.cache_run_layers,
         ..world.request(context, dockerfile)
