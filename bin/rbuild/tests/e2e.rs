@@ -706,6 +706,8 @@ fn login_then_push_to_htpasswd_tls_and_token_registries() {
     let to_basic = format!("{}/auth/basic:v1", basic.host());
     let to_token = format!("{}/auth/token:v1", token.host());
     let digest_file = fx.path("digest");
+    let report_json = fx.path("report.json");
+    let report_html = fx.path("report.html");
     let output = fx.rbuild(&[
         "--reproducible",
         "--destination",
@@ -716,12 +718,52 @@ fn login_then_push_to_htpasswd_tls_and_token_registries() {
         &format!("{}={}", basic.host(), ca.display()),
         "--digest-file",
         digest_file.to_str().unwrap(),
+        "--sbom",
+        "--report",
+        report_json.to_str().unwrap(),
+        "--report",
+        report_html.to_str().unwrap(),
     ]);
     assert_success(&output, "authenticated push");
     assert!(!text(&output.stderr).contains("basic-secret-pw"));
     assert!(basic.has_tag("auth/basic", "v1"));
     assert!(token.has_tag("auth/token", "v1"));
     let digest = read_digest_file(&digest_file);
+    // Provenance (on by default when pushing) and the SBOM were attached with these
+    // credentials; neither password is in them, in the reports, or anywhere the registries
+    // stored (the documents are stored as plain JSON blobs).
+    let referrers = format!("sha256-{}", digest.trim_start_matches("sha256:"));
+    assert!(
+        basic.has_tag("auth/basic", &referrers),
+        "attestations pushed"
+    );
+    let passwords = ["basic-secret-pw", defaults.password.as_str()];
+    let mut scanned = vec![report_json.clone(), report_html.clone()];
+    for root in [basic.storage_dir(), token.storage_dir()] {
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                match path.is_dir() {
+                    true => dirs.push(path),
+                    false => scanned.push(path),
+                }
+            }
+        }
+    }
+    assert!(scanned.len() > 10, "{scanned:?}");
+    for path in &scanned {
+        let bytes = fs::read(path).unwrap();
+        for password in passwords {
+            assert!(
+                !bytes
+                    .windows(password.len())
+                    .any(|w| w == password.as_bytes()),
+                "{} holds a registry password",
+                path.display()
+            );
+        }
+    }
     let certs = fx.path("certs");
     fs::create_dir(&certs).unwrap();
     fs::copy(&ca, certs.join("ca.crt")).unwrap();
