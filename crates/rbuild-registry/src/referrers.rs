@@ -27,6 +27,9 @@ pub enum ReferrerAttach {
     },
 }
 
+/// How many times the referrers tag's index is updated before a concurrent writer wins.
+const REFERRERS_TAG_ATTEMPTS: u32 = 5;
+
 impl std::fmt::Display for ReferrerAttach {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -95,21 +98,48 @@ impl RegistryClient {
             .or_else(|| Some(manifest.config.media_type.as_str().to_owned()));
         entry.annotations = manifest.annotations.clone();
         let tag = referrers_tag(&subject.digest);
-        let mut index = self
-            .tag_index(destination, &tag)
-            .await?
-            .unwrap_or_else(empty_index);
-        if !index.manifests.iter().any(|d| d.digest == entry.digest) {
-            index.manifests.push(entry);
-        }
         let tagged = destination
             .with_tag(&tag)
             .map_err(|error| RegistryError::Oci {
                 context: format!("referrers tag of {}", subject.digest),
                 error,
             })?;
-        self.push_manifest(&tagged, &index.to_canonical_json(), &MediaType::OciIndex)
-            .await?;
+        // The tag's index is read, extended and written back; another pusher may write it in
+        // between (two builds of the same image attaching their documents at once). So the
+        // write is checked by reading the index again, and the whole update retried.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut index = self
+                .tag_index(destination, &tag)
+                .await?
+                .unwrap_or_else(empty_index);
+            if !index.manifests.iter().any(|d| d.digest == entry.digest) {
+                index.manifests.push(entry.clone());
+            }
+            let written = self
+                .push_manifest(&tagged, &index.to_canonical_json(), &MediaType::OciIndex)
+                .await;
+            let listed = match &written {
+                Ok(_) => self
+                    .tag_index(destination, &tag)
+                    .await?
+                    .is_some_and(|now| now.manifests.iter().any(|d| d.digest == entry.digest)),
+                Err(_) => false,
+            };
+            if listed {
+                break;
+            }
+            if attempt >= REFERRERS_TAG_ATTEMPTS {
+                written?;
+                return Err(RegistryError::Config(format!(
+                    "the referrers tag {tag} of {} lost this document to concurrent updates {attempt} times",
+                    destination.name()
+                )));
+            }
+            tracing::debug!(%tag, attempt, "referrers tag updated concurrently; trying again");
+            tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
+        }
         tracing::info!(destination = %destination.name(), %digest, %tag, "referrer listed under the referrers tag");
         Ok(ReferrerAttach::TagSchema { tag })
     }
