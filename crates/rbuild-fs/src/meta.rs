@@ -38,6 +38,8 @@ pub struct FileMeta {
     pub ino: u64,
     /// Number of hard links.
     pub nlink: u64,
+    /// The device a character or block device node stands for (0 for anything else).
+    pub rdev: u64,
 }
 
 impl FileMeta {
@@ -62,6 +64,7 @@ impl FileMeta {
             dev: st.st_dev as u64,
             ino: st.st_ino as u64,
             nlink: st.st_nlink as u64,
+            rdev: st.st_rdev as u64,
         }
     }
 

@@ -218,6 +218,22 @@ impl Root {
         remove_at(parent.as_fd(), name, rel)
     }
 
+    /// Moves `rel` (whatever it is, a whole directory included) to `target_rel` under the
+    /// root `target`, which must be on the same file system; what is at `target_rel` must be
+    /// missing or an empty directory (as `renameat` wants). Neither last component is followed.
+    pub fn rename_to(
+        &self,
+        rel: impl AsRef<Path>,
+        target: &Root,
+        target_rel: impl AsRef<Path>,
+    ) -> Result<(), FsError> {
+        let (rel, target_rel) = (rel.as_ref(), target_rel.as_ref());
+        let (from_parent, from_name) = self.parent_of(rel)?;
+        let (to_parent, to_name) = target.parent_of(target_rel)?;
+        rustix::fs::renameat(&from_parent, from_name, &to_parent, to_name)
+            .map_err(FsError::io("move", rel))
+    }
+
     /// Sets the metadata of `rel` itself (a symlink's owner and time, never its target's).
     pub fn set_meta(&self, rel: impl AsRef<Path>, meta: SetMeta) -> Result<(), FsError> {
         let rel = rel.as_ref();

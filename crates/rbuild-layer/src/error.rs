@@ -23,6 +23,14 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
+    /// Moving a step's overlayfs upper dir into its lower dir failed (see
+    /// [`crate::merge_overlay_upper`]).
+    #[error("merging a step's changes into the stage's filesystem: {source}")]
+    Merge {
+        /// What failed, on which path (relative to the directory).
+        #[source]
+        source: rbuild_fs::FsError,
+    },
     /// A path given to this crate is not a clean relative path inside the tree.
     #[error("invalid path {}: {reason}", path.display())]
     InvalidPath {

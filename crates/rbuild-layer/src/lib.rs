@@ -54,6 +54,7 @@ mod apply;
 mod changes;
 mod chunk_sink;
 mod error;
+mod merge;
 mod meta_limit;
 mod overlay;
 mod parallel_gzip;
@@ -71,6 +72,7 @@ pub use apply::{
 };
 pub use changes::{Change, ChangeSet};
 pub use error::LayerError;
+pub use merge::{merge_overlay_upper, MergeReport};
 pub use overlay::changes_from_overlay_upper;
 pub use profile::WriteProfile;
 pub use rbuild_oci::Compression;

@@ -83,7 +83,7 @@ fn overlay_xattr_is(full: &Path, name: &str, value: &[u8]) -> Result<bool, Layer
 }
 
 /// The value of overlayfs' xattr `name` in either namespace.
-fn overlay_xattr(full: &Path, name: &str) -> Result<Option<Vec<u8>>, LayerError> {
+pub(crate) fn overlay_xattr(full: &Path, name: &str) -> Result<Option<Vec<u8>>, LayerError> {
     for namespace in NAMESPACES {
         let key = format!("{namespace}{name}");
         match xattrs::get(full, &key) {

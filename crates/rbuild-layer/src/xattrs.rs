@@ -57,7 +57,7 @@ pub(crate) fn get(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-fn unsupported(e: &io::Error) -> bool {
+pub(crate) fn unsupported(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(code) if code == rustix::io::Errno::NOTSUP.raw_os_error()

@@ -75,7 +75,7 @@ pub mod user;
 pub use detect::{find_in_path, proc_is_masked, HostFacts};
 pub use error::SandboxError;
 pub use helper::run_helper_if_requested;
-pub use idmap::IdMap;
+pub use idmap::{IdMap, IdMapEntry};
 pub use output::{OutputLine, Stream, MAX_LINE};
 pub use protocol::HELPER_MARKER;
 pub use rootless::{enter_rootless_userns, RootlessUserns};

@@ -67,6 +67,21 @@ pub struct RunChanges {
     pub owners: rbuild_layer::OwnerMap,
     /// How long finding the changes took (after the process ended).
     pub snapshot: std::time::Duration,
+    /// How the stage's filesystem comes to hold the step's result.
+    pub after: AfterRun,
+}
+
+/// How the stage's filesystem ([`RunRequest::rootfs`]) comes to hold what a step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRun {
+    /// The engine applies the step's layer to it (always right, the slowest).
+    ApplyLayer,
+    /// The runner changed it in place: it holds the step's result already.
+    InPlace,
+    /// [`RunChanges::root`] is an overlayfs upper dir over it, whose files hold the owners
+    /// applying the layer would give them: the engine moves them into it
+    /// ([`rbuild_layer::merge_overlay_upper`]) instead of writing them again.
+    MergeUpper,
 }
 
 /// Runs RUN steps.

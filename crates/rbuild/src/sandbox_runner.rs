@@ -5,7 +5,7 @@
 //! The sandbox re-executes the current binary as its helper: a program using this runner must
 //! call [`rbuild_sandbox::run_helper_if_requested`] on the first line of `main`.
 
-use crate::runner::{Isolation, RunChanges, RunError, RunRequest, StepRunner};
+use crate::runner::{AfterRun, Isolation, RunChanges, RunError, RunRequest, StepRunner};
 use crate::unchanged_dirs::{drop_unchanged_overlay_dirs, drop_unchanged_scanned_dirs};
 use rbuild_sandbox::{RootFs, RunSpec, Sandbox};
 
@@ -24,6 +24,18 @@ impl SandboxRunner {
     /// The sandbox in use.
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
+    }
+}
+
+impl SandboxRunner {
+    /// Whether a step's upper dir, once its owners are mapped back, holds the owners that
+    /// applying its layer would give: yes for root (the files get the container's ids) and
+    /// for a builder with one id (the files are its own, as an apply by it makes them); not
+    /// for a builder with a subordinate range, whose files keep ids of that range.
+    fn upper_owners_as_applied(&self) -> bool {
+        let one = |entries: &[rbuild_sandbox::IdMapEntry]| matches!(entries, [e] if e.count == 1);
+        let map = self.sandbox.id_map();
+        rustix::process::geteuid().is_root() || (one(&map.uids) && one(&map.gids))
     }
 }
 
@@ -98,6 +110,11 @@ impl StepRunner for SandboxRunner {
                 e => RunError::Failed(e.to_string()),
             })?;
         let snapshot_start = std::time::Instant::now();
+        let after = match overlay {
+            true if self.upper_owners_as_applied() => AfterRun::MergeUpper,
+            true => AfterRun::ApplyLayer,
+            false => AfterRun::InPlace,
+        };
         let (root, changes, owners) = if overlay {
             let changes = rbuild_layer::changes_from_overlay_upper(&upper)
                 .map_err(|e| failed("changes", &e))?;
@@ -124,6 +141,7 @@ impl StepRunner for SandboxRunner {
             changes,
             owners,
             snapshot: snapshot_start.elapsed(),
+            after,
         })
     }
 }

@@ -31,8 +31,10 @@ fn main() {
     println!("test the_build_network_is_the_default_of_run_steps ... ok");
     insecure_run_needs_the_entitlement(runner.clone());
     println!("test insecure_run_needs_the_entitlement ... ok");
-    cancelling_stops_a_running_step(runner);
+    cancelling_stops_a_running_step(runner.clone());
     println!("test cancelling_stops_a_running_step ... ok");
+    a_merged_step_leaves_what_its_applied_layer_would(runner);
+    println!("test a_merged_step_leaves_what_its_applied_layer_would ... ok");
 }
 
 fn setup(runner: Arc<SandboxRunner>) -> (tempfile::TempDir, Builder) {
@@ -199,4 +201,67 @@ fn cancelling_stops_a_running_step(runner: Arc<SandboxRunner>) {
     req.cancel = cancel;
     let err = builder.build(req).unwrap_err();
     assert!(matches!(err, BuildError::Cancelled), "{err:?}");
+}
+
+/// The stage's filesystem after a step whose upper dir was moved into it (a cold build) and
+/// after the same steps' layers were applied to it (cache hits, a rebuild) must look alike to
+/// the next step: same paths, types, modes, owners, link counts and sizes, no overlayfs
+/// whiteout or attribute left behind.
+fn a_merged_step_leaves_what_its_applied_layer_would(runner: Arc<SandboxRunner>) {
+    let (dir, builder) = setup(runner);
+    let dockerfile = "FROM busybox\n\
+        RUN mkdir -p /d/sub /d/old && echo a > /d/sub/a && ln /d/sub/a /d/b && echo o > /d/old/o && \
+            chown 1000:1001 /d/sub/a && chmod 750 /d && echo m > /etc/motd && mkdir /keep && \
+            echo k > /keep/k && ln -s /etc /d/etc && mkfifo /d/fifo\n\
+        RUN rm -r /d/old /etc/motd /keep/k && rm -r /d/sub && mkdir /d/sub && echo c > /d/sub/c && \
+            chmod 700 /keep && rm /bin/cat\n\
+        ARG BUST\n\
+        RUN echo $BUST > /dev/null; find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /listing.txt \\) -prune -o -print | \
+            sort | while read -r f; do stat -c '%n %f %u %g %h %s' \"$f\"; done > /listing.txt\n";
+    let listing = |bust: &str| {
+        let mut req = request(dir.path(), dockerfile);
+        req.build_args.insert("BUST".into(), bust.into());
+        let outcome = builder.build(req).unwrap();
+        let last = outcome.manifest.layers.last().unwrap();
+        let entries = layer_entries(builder.store(), &last.digest);
+        let text = String::from_utf8(find(&entries, "listing.txt").content.clone()).unwrap();
+        let statuses: Vec<_> = outcome.steps.iter().map(|s| s.status).collect();
+        (text, statuses)
+    };
+    let (merged, cold) = listing("1");
+    let (applied, warm) = listing("2");
+    assert!(
+        cold.iter().all(|s| *s != rbuild::StepStatus::Cached),
+        "{cold:?}"
+    );
+    assert_eq!(
+        warm.iter()
+            .filter(|s| **s == rbuild::StepStatus::Cached)
+            .count(),
+        2,
+        "the rebuild applies the first two RUN layers: {warm:?}"
+    );
+    for gone in ["/d/old", "/etc/motd", "/keep/k ", "/bin/cat "] {
+        assert!(!merged.contains(gone), "{gone} left behind:\n{merged}");
+    }
+    for kept in ["/d/sub/c ", "/d/b ", "/d/etc ", "/d/fifo ", "/keep "] {
+        assert!(merged.contains(kept), "{kept} missing:\n{merged}");
+    }
+    // No whiteout (a character device, mode 0x2000) in the tree the last step saw.
+    assert!(
+        !merged.lines().any(|l| l
+            .split(' ')
+            .nth(1)
+            .is_some_and(|m| m.starts_with("2") && m.len() == 4)),
+        "{merged}"
+    );
+    let diff: Vec<_> = merged
+        .lines()
+        .zip(applied.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert!(
+        diff.is_empty() && merged.lines().count() == applied.lines().count(),
+        "merged and applied trees differ: {diff:?}"
+    );
 }

@@ -5,6 +5,7 @@ use super::{Env, StageResult};
 use crate::error::BuildError;
 use crate::history;
 use crate::request::ImageFormat;
+use crate::runner::AfterRun;
 use rbuild_layer::{ChangeSet, LayerInfo, LayerWriter, WriteProfile};
 use rbuild_oci::{Descriptor, Digest, Reference};
 use rbuild_store::CacheRecord;
@@ -333,6 +334,37 @@ impl Env<'_> {
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(self.scratch)
             .map_err(BuildError::io("create a directory in", self.scratch))
+    }
+
+    /// After a RUN step's layer is recorded: makes the stage's filesystem hold the step's
+    /// result the cheap way when the runner allows it (changed in place, or its upper dir
+    /// moved in), so that the next step does not apply the layer just written. A merge that
+    /// fails leaves the filesystem unusable: it is dropped and made again from the layers
+    /// when a step needs it.
+    pub(super) fn keep_run_result(&self, stage: &mut StageResult, after: AfterRun, upper: &Path) {
+        let started = Instant::now();
+        let layers = stage.layers.len();
+        let Some(tree) = stage.rootfs.as_mut().filter(|t| t.applied + 1 == layers) else {
+            return;
+        };
+        match after {
+            AfterRun::ApplyLayer => {}
+            AfterRun::InPlace => tree.applied = layers,
+            AfterRun::MergeUpper => match rbuild_layer::merge_overlay_upper(upper, tree.path()) {
+                Ok(report) => {
+                    tracing::debug!(
+                        ?report,
+                        "step's upper dir moved into the stage's filesystem"
+                    );
+                    tree.applied = layers;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the step's files could not be moved into the stage's filesystem; it is made again from the layers");
+                    stage.rootfs = None;
+                }
+            },
+        }
+        stage.phases.apply += started.elapsed();
     }
 
     /// Makes the stage's filesystem hold all its layers: materialised on first need, and

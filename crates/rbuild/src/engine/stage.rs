@@ -401,6 +401,7 @@ impl Env<'_> {
                     owners: &changes.owners,
                 };
                 let desc = self.commit_layer_with_owners(stage, &layer, text, true, record)?;
+                self.keep_run_result(stage, changes.after, &changes.root);
                 Ok(Some(desc))
             }
             other => {
