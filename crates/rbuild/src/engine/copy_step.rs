@@ -178,7 +178,11 @@ impl Env<'_> {
             changes: &changes,
             owners: &owners,
         };
-        self.commit_layer_with_owners(stage, &layer, text, true, record)
+        let done = self.commit_layer_with_owners(stage, &layer, text, true, record)?;
+        // The staging tree is the layer's content as applying it makes it (owners included:
+        // the builder's own when it is not root, as an apply by it gives).
+        self.keep_step_result(stage, crate::runner::AfterRun::MergeUpper, &tree);
+        Ok(done)
     }
 }
 

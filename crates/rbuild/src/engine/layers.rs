@@ -336,12 +336,13 @@ impl Env<'_> {
             .map_err(BuildError::io("create a directory in", self.scratch))
     }
 
-    /// After a RUN step's layer is recorded: makes the stage's filesystem hold the step's
-    /// result the cheap way when the runner allows it (changed in place, or its upper dir
-    /// moved in), so that the next step does not apply the layer just written. A merge that
-    /// fails leaves the filesystem unusable: it is dropped and made again from the layers
-    /// when a step needs it.
-    pub(super) fn keep_run_result(&self, stage: &mut StageResult, after: AfterRun, upper: &Path) {
+    /// After a step's layer is recorded: makes the stage's filesystem hold the step's result
+    /// the cheap way when that is the same as applying the layer (a RUN changed it in place;
+    /// a RUN's upper dir, or a COPY's staging tree, holds the layer's files as an apply would
+    /// make them and is moved in), so that the next step does not apply the layer just
+    /// written. A merge that fails leaves the filesystem unusable: it is dropped and made
+    /// again from the layers when a step needs it.
+    pub(super) fn keep_step_result(&self, stage: &mut StageResult, after: AfterRun, upper: &Path) {
         let started = Instant::now();
         let layers = stage.layers.len();
         let Some(tree) = stage.rootfs.as_mut().filter(|t| t.applied + 1 == layers) else {

@@ -277,6 +277,7 @@ impl Env<'_> {
                     false,
                     record,
                 )?;
+                self.keep_step_result(stage, crate::runner::AfterRun::MergeUpper, &root);
                 Ok(Some(desc))
             }
             Instruction::Run(run) => {
@@ -401,7 +402,7 @@ impl Env<'_> {
                     owners: &changes.owners,
                 };
                 let desc = self.commit_layer_with_owners(stage, &layer, text, true, record)?;
-                self.keep_run_result(stage, changes.after, &changes.root);
+                self.keep_step_result(stage, changes.after, &changes.root);
                 Ok(Some(desc))
             }
             other => {
