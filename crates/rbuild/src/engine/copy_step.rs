@@ -182,6 +182,7 @@ impl Env<'_> {
         // The staging tree is the layer's content as applying it makes it (owners included:
         // the builder's own when it is not root, as an apply by it gives).
         self.keep_step_result(stage, crate::runner::AfterRun::MergeUpper, &tree);
+        self.reaper.delete(dir);
         Ok(done)
     }
 }

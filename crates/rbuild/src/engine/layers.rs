@@ -25,6 +25,11 @@ impl Tree {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The directory, for deleting.
+    pub fn into_dir(self) -> tempfile::TempDir {
+        self.dir
+    }
 }
 
 /// A step's layer as the stage records it: made now or reused from a cache record.
@@ -351,19 +356,26 @@ impl Env<'_> {
         match after {
             AfterRun::ApplyLayer => {}
             AfterRun::InPlace => tree.applied = layers,
-            AfterRun::MergeUpper => match rbuild_layer::merge_overlay_upper(upper, tree.path()) {
-                Ok(report) => {
-                    tracing::debug!(
-                        ?report,
-                        "step's upper dir moved into the stage's filesystem"
-                    );
-                    tree.applied = layers;
+            AfterRun::MergeUpper => {
+                let merged = self.scratch_dir("trash").and_then(|trash| {
+                    let merged =
+                        rbuild_layer::merge_overlay_upper(upper, tree.path(), trash.path());
+                    self.reaper.delete(trash);
+                    Ok(merged?)
+                });
+                match merged {
+                    Ok(report) => {
+                        tracing::debug!(?report, "step's files moved into the stage's filesystem");
+                        tree.applied = layers;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the step's files could not be moved into the stage's filesystem; it is made again from the layers");
+                        if let Some(tree) = stage.rootfs.take() {
+                            self.reaper.delete(tree.into_dir());
+                        }
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "the step's files could not be moved into the stage's filesystem; it is made again from the layers");
-                    stage.rootfs = None;
-                }
-            },
+            }
         }
         stage.phases.apply += started.elapsed();
     }

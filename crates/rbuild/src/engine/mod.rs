@@ -31,6 +31,7 @@ mod layer_upload;
 mod layers;
 mod miss;
 pub(crate) mod output_file;
+mod reaper;
 mod registry_cache;
 mod run_mounts;
 mod stage;
@@ -277,6 +278,12 @@ impl Builder {
         }
         let final_stages = final_stages(&plan);
         let env = Env {
+            reaper: reaper::Reaper::new(),
+            depended_on: plan
+                .stages
+                .iter()
+                .flat_map(|s| s.depends_on.iter().copied())
+                .collect(),
             layer_scan: attest.and_then(|a| a.scan_options()),
             lease: self.store.lease()?,
             cache_ttl: request.cache_ttl,
@@ -411,6 +418,9 @@ impl Builder {
                 sink.push_took(push_started.elapsed());
             }
         }
+        // The scratch trees deleted while the image was pushed are gone before the build
+        // says it is done.
+        env.reaper.finish();
         // Last, as Kaniko: a digest file names an image that was pushed (when pushing).
         if let Some(path) = &request.digest_file {
             output_file::write_output(path, |file| {
@@ -520,6 +530,14 @@ impl Builder {
         let mut target = results
             .remove(&plan.target)
             .ok_or_else(|| BuildError::Plan("the target stage was not built".into()))?;
+        // No step reads a stage's filesystem any more.
+        let frozen = results
+            .values_mut()
+            .chain([&mut target])
+            .filter_map(|r| r.frozen.get_mut().unwrap_or_else(|e| e.into_inner()).take());
+        for tree in frozen {
+            env.reaper.delete(tree.into_dir());
+        }
         if request.single_snapshot {
             env.squash(&mut target)?;
         }
@@ -629,6 +647,11 @@ impl Builder {
 
 /// What every step of one build shares.
 struct Env<'a> {
+    /// Deletes scratch trees in the background; waited for at the end of the build.
+    reaper: reaper::Reaper,
+    /// The stages some stage depends on (`COPY --from`, `FROM`): their filesystems are kept
+    /// until the end of the build; the others' go as soon as their stage is done.
+    depended_on: std::collections::BTreeSet<usize>,
     /// What the report sink wants to know of the final image's layers: their tars are then
     /// scanned as they are written (no decompression later).
     layer_scan: Option<rbuild_attest::ScanOptions>,

@@ -153,8 +153,14 @@ impl Env<'_> {
             self.builder.emit(BuildEvent::StepFinished(report.clone()));
             reports.push(report);
         }
-        // Later stages copy from what this one left.
-        *result.frozen.get_mut().unwrap_or_else(|e| e.into_inner()) = result.rootfs.take();
+        // Later stages copy from what this one left; a stage none depends on needs its
+        // filesystem no more.
+        let tree = result.rootfs.take();
+        if self.depended_on.contains(&stage.index) {
+            *result.frozen.get_mut().unwrap_or_else(|e| e.into_inner()) = tree;
+        } else if let Some(tree) = tree {
+            self.reaper.delete(tree.into_dir());
+        }
         Ok((result, reports))
     }
 
@@ -403,6 +409,8 @@ impl Env<'_> {
                 };
                 let desc = self.commit_layer_with_owners(stage, &layer, text, true, record)?;
                 self.keep_step_result(stage, changes.after, &changes.root);
+                // The upper dir's leftovers (directories, whiteouts) and the step's scratch.
+                self.reaper.delete(scratch);
                 Ok(Some(desc))
             }
             other => {
