@@ -157,10 +157,16 @@ fn deflate_worker(
 }
 
 /// One chunk as raw deflate blocks ending in a sync flush (byte-aligned, not final), by a
-/// compressor of its own (never a reset one: see the module documentation).
+/// compressor of its own (never a reset one: see the module documentation). A chunk that
+/// deflate cannot shrink ([`incompressible`]) goes in stored blocks, as zstd stores the
+/// blocks it cannot compress: the same size within a few bytes, for none of the CPU.
 fn deflate_piece(level: u32, job: &Job) -> Result<Vec<u8>, String> {
+    let level = match incompressible(&job.data) {
+        true => 0,
+        false => level,
+    };
     let mut deflate = Compress::new(flate2::Compression::new(level), false);
-    if !job.dictionary.is_empty() {
+    if level > 0 && !job.dictionary.is_empty() {
         deflate
             .set_dictionary(&job.dictionary)
             .map_err(|e| format!("deflate dictionary: {e}"))?;
@@ -183,6 +189,38 @@ fn deflate_piece(level: u32, job: &Job) -> Result<Vec<u8>, String> {
         if status == Status::StreamEnd {
             return Err("deflate ended early".into());
         }
+    }
+}
+
+/// How much of a chunk the trial compression of [`incompressible`] reads.
+const TRIAL: usize = 32 * 1024;
+
+/// Whether deflate would not shrink `data` (already compressed or random bytes), judged from
+/// the data alone so that the output stays a function of the input: its bytes are spread
+/// evenly over all 256 values (collision entropy, `-log2(sum p^2)`, of at least 7.97 bits a
+/// byte, in integers), and its first 32 KiB do not shrink by 3 % at level 1 (no nearby
+/// repeats, which a flat histogram does not rule out). Short chunks are always deflated.
+fn incompressible(data: &[u8]) -> bool {
+    if data.len() < 4 * TRIAL {
+        return false;
+    }
+    let mut counts = [0u64; 256];
+    for &b in data {
+        counts[usize::from(b)] += 1;
+    }
+    let len = data.len() as u64;
+    let sum_sq: u64 = counts.iter().map(|c| c * c).sum();
+    // sum p^2 <= 2^-7.97, that is sum c^2 * 251 <= len^2.
+    if sum_sq.saturating_mul(251) > len * len {
+        return false;
+    }
+    let mut trial = Compress::new(flate2::Compression::new(1), false);
+    // Deflate's worst case is a few bytes over its input: twice the room is plenty, and an
+    // output that does not fit has not shrunk either.
+    let mut out = Vec::with_capacity(2 * TRIAL);
+    match trial.compress_vec(&data[..TRIAL], &mut out, FlushCompress::Finish) {
+        Ok(_) => out.len() * 100 >= TRIAL * 97,
+        Err(_) => false,
     }
 }
 
@@ -244,7 +282,7 @@ mod tests {
     use std::io::{self, Read};
     use std::sync::mpsc::sync_channel;
 
-    use super::{deflate_piece, gzip_chunks, Job, WINDOW};
+    use super::{deflate_piece, gzip_chunks, incompressible, Job, WINDOW};
     use crate::chunk_sink::{ChunkSink, CHUNK_SIZE};
     use crate::profile::WriteProfile;
 
@@ -413,6 +451,62 @@ mod tests {
         assert!(
             alone == after_a,
             "the piece depends on the thread's previous job"
+        );
+    }
+
+    /// xorshift bytes: what deflate cannot shrink.
+    fn random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_chunks_deflate_cannot_shrink_are_judged_incompressible() {
+        assert!(incompressible(&random(CHUNK_SIZE, 7)));
+        // A tar header's zeros among compressed data do not change the verdict.
+        let mut with_header = random(CHUNK_SIZE, 8);
+        with_header[1000..1512].fill(0);
+        assert!(incompressible(&with_header));
+        assert!(!incompressible(&text(CHUNK_SIZE)));
+        // A flat histogram with near repeats (4 KiB of random bytes, over and over): deflate
+        // shrinks it, so it is deflated.
+        let block = random(4096, 9);
+        let repeated: Vec<u8> = block.iter().cycle().take(CHUNK_SIZE).copied().collect();
+        assert!(!incompressible(&repeated));
+        // Short chunks are always deflated.
+        assert!(!incompressible(&random(1000, 10)));
+    }
+
+    #[test]
+    fn stored_chunks_round_trip_and_keep_the_bytes_a_function_of_the_input() {
+        // Random, text and repeated-random chunks, and a short random tail.
+        let mut data = random(CHUNK_SIZE * 2, 11);
+        data.extend(text(CHUNK_SIZE));
+        let block = random(4096, 12);
+        data.extend(block.iter().cycle().take(CHUNK_SIZE).copied());
+        data.extend(random(5000, 13));
+        let one = pipeline(&data, &[1 << 20], 1 << 20, 1);
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&one[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert!(decoded == data, "the gzip stream does not round-trip");
+        for workers in [2, 3] {
+            assert!(pipeline(&data, &[4093, 7], 100_003, workers) == one);
+        }
+        // Stored random chunks cost a few bytes each; the others shrank.
+        let stored_overhead = 64;
+        assert!(
+            one.len() < CHUNK_SIZE * 2 + 5000 + 2 * stored_overhead + CHUNK_SIZE / 2,
+            "{} bytes",
+            one.len()
         );
     }
 }
