@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The build context cannot be used.
     #[error("build context {path}: {reason}")]
@@ -73,9 +74,19 @@ pub enum BuildError {
         /// What is wrong.
         reason: String,
     },
-    /// A registry operation (pull or push) failed.
+    /// A registry operation (pull or push) failed, said in the engine's words.
     #[error("registry: {0}")]
     Registry(String),
+    /// A registry client call failed: what the engine was doing, and the client's error.
+    #[error("registry: {}{source}", doing_prefix(.doing))]
+    RegistryCall {
+        /// What the engine was doing (`push failed`, a repository...), when it says more
+        /// than the client's error.
+        doing: Option<String>,
+        /// The client's error.
+        #[source]
+        source: Box<rbuild_registry::RegistryError>,
+    },
     /// The content store failed.
     #[error("store: {0}")]
     Store(#[from] rbuild_store::StoreError),
@@ -117,6 +128,14 @@ pub enum BuildError {
     Cancelled,
 }
 
+/// `doing: ` before a registry client's error, or nothing.
+fn doing_prefix(doing: &Option<String>) -> String {
+    doing
+        .as_deref()
+        .map(|d| format!("{d}: "))
+        .unwrap_or_default()
+}
+
 impl BuildError {
     /// The exit code a CLI should end with for this error: the failing RUN's own code, `None`
     /// for every other error (which means 1).
@@ -132,6 +151,16 @@ impl BuildError {
         move |source| BuildError::Fs {
             tree: tree.to_path_buf(),
             source,
+        }
+    }
+
+    /// A registry client's error, with what the engine was doing when it says more.
+    pub(crate) fn registry(
+        doing: Option<String>,
+    ) -> impl FnOnce(rbuild_registry::RegistryError) -> BuildError {
+        move |source| BuildError::RegistryCall {
+            doing,
+            source: Box::new(source),
         }
     }
 

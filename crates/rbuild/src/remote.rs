@@ -72,7 +72,7 @@ impl Remote {
         let blobs = StoreBlobs { store };
         let image = self
             .blocking(|me| me.block_on(me.inner.client.pull_image(reference, platform, &blobs)))
-            .map_err(|e| BuildError::Registry(e.to_string()))?;
+            .map_err(BuildError::registry(None))?;
         tracing::info!(%reference, digest = %image.digest, "pulled");
         Ok(store.put_image(
             &reference.to_string(),
@@ -103,7 +103,7 @@ impl Remote {
                     Ok::<_, rbuild_registry::RegistryError>(image)
                 })
             })
-            .map_err(|e| BuildError::Registry(e.to_string()))?;
+            .map_err(BuildError::registry(None))?;
         for layer in &image.manifest.layers {
             client.note_blob_holder(reference.registry(), reference.repository(), &layer.digest);
         }
@@ -120,7 +120,7 @@ impl Remote {
     ) -> Result<(), BuildError> {
         let blobs = StoreBlobs { store };
         self.blocking(|me| me.block_on(me.inner.client.fetch_blob(reference, descriptor, &blobs)))
-            .map_err(|e| BuildError::Registry(format!("{reference}: {e}")))
+            .map_err(BuildError::registry(Some(reference.to_string())))
     }
 
     /// Runs a registry future to completion on this remote's runtime (callable from any
@@ -156,7 +156,7 @@ impl Remote {
         let source = StoreBlobs { store };
         self.block_on(self.inner.client.push_blobs(destination, blobs, &source))
             .map(|_| ())
-            .map_err(|e| BuildError::Registry(e.to_string()))
+            .map_err(BuildError::registry(None))
     }
 
     /// Pushes an artifact manifest with a `subject` (its blobs in `store`) to
@@ -173,7 +173,7 @@ impl Remote {
                 .client
                 .push_referrer(destination, manifest_bytes, &source),
         )
-        .map_err(|e| BuildError::Registry(format!("attestation push failed: {e}")))
+        .map_err(BuildError::registry(Some("attestation push failed".into())))
     }
 
     /// Makes `blobs` present in `destination`'s repository, then puts the manifest (or
@@ -187,14 +187,14 @@ impl Remote {
         blobs: &[Descriptor],
         by_digest: bool,
     ) -> Result<Digest, BuildError> {
-        let fail = |e: String| BuildError::Registry(format!("attestation push failed: {e}"));
+        let doing = || Some("attestation push failed".to_string());
         let target = if by_digest {
             Reference::parse(&format!(
                 "{}@{}",
                 destination.name(),
                 Digest::sha256_of(bytes)
             ))
-            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| BuildError::Registry(format!("attestation push failed: {e}")))?
         } else {
             destination.clone()
         };
@@ -204,13 +204,13 @@ impl Remote {
             client.push_blobs(&target, blobs, &source).await?;
             client.push_manifest(&target, bytes, media_type).await
         })
-        .map_err(|e| fail(e.to_string()))
+        .map_err(BuildError::registry(doing()))
     }
 
     /// Checks that the credentials the chain has for `registry` are accepted (`rbuild login`).
     pub fn check_credentials(&self, registry: &str) -> Result<(), BuildError> {
         self.blocking(|me| me.block_on(me.inner.client.check_credentials(registry)))
-            .map_err(|e| BuildError::Registry(e.to_string()))
+            .map_err(BuildError::registry(None))
     }
 
     /// Checks, before a build, that every destination accepts a push (an upload session
@@ -218,12 +218,10 @@ impl Remote {
     pub fn check_push_permissions(&self, destinations: &[Reference]) -> Result<(), BuildError> {
         for destination in destinations {
             self.blocking(|me| me.block_on(me.inner.client.check_push_permission(destination)))
-                .map_err(|e| {
-                    BuildError::Registry(format!(
-                        "{destination}: cannot push there (checked before building; \
-                         --skip-push-permission-check skips the check): {e}"
-                    ))
-                })?;
+                .map_err(BuildError::registry(Some(format!(
+                    "{destination}: cannot push there (checked before building; \
+                     --skip-push-permission-check skips the check)"
+                ))))?;
         }
         Ok(())
     }
@@ -246,7 +244,7 @@ impl Remote {
                 destinations,
             ))
         })
-        .map_err(|e| BuildError::Registry(e.to_string()))
+        .map_err(BuildError::registry(None))
     }
 }
 

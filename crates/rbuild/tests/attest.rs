@@ -360,10 +360,21 @@ fn fetch_document(
     (m, bytes)
 }
 
-fn attestations_pushed_and_found_through_the_tag_schema() {
-    let Some(registry) = TestRegistry::start_or_skip(RegistryAuth::None) else {
-        return;
-    };
+/// A registry, a client of it, the base image pushed there, a context holding `app.txt` and
+/// a builder on a fresh store: what the registry tests start from.
+struct RegistryFixture {
+    registry: TestRegistry,
+    remote: Remote,
+    base_ref: Reference,
+    base: BusyboxImage,
+    dir: tempfile::TempDir,
+    context: std::path::PathBuf,
+    builder: Builder,
+}
+
+/// The fixture, or `None` where no registry can run (a failure under `CI`).
+fn registry_fixture() -> Option<RegistryFixture> {
+    let registry = TestRegistry::start_or_skip(RegistryAuth::None)?;
     let remote = Remote::new(RegistryOptions::default(), CredentialChain::empty()).unwrap();
     let (base_ref, base) = base_in_registry(&remote, &registry);
     let dir = tempfile::tempdir().unwrap();
@@ -372,6 +383,30 @@ fn attestations_pushed_and_found_through_the_tag_schema() {
     let builder = Builder::new(dir.path().join("store"))
         .unwrap()
         .with_remote(&remote);
+    Some(RegistryFixture {
+        registry,
+        remote,
+        base_ref,
+        base,
+        dir,
+        context,
+        builder,
+    })
+}
+
+fn attestations_pushed_and_found_through_the_tag_schema() {
+    let Some(RegistryFixture {
+        registry,
+        remote: _remote,
+        base_ref,
+        base,
+        dir,
+        context,
+        builder,
+    }) = registry_fixture()
+    else {
+        return;
+    };
     let destination = Reference::parse(&format!("{}/team/app:v1", registry.host())).unwrap();
     let dockerfile =
         format!("FROM {base_ref}\nARG GITHUB_TOKEN\nARG VERSION\nCOPY app.txt /app/app.txt\n");
@@ -502,17 +537,18 @@ fn attestations_pushed_and_found_through_the_tag_schema() {
 }
 
 fn buildkit_form_is_an_index_beside_the_image() {
-    let Some(registry) = TestRegistry::start_or_skip(RegistryAuth::None) else {
+    let Some(RegistryFixture {
+        registry,
+        remote: _remote,
+        base_ref,
+        dir: _dir,
+        context,
+        builder,
+        ..
+    }) = registry_fixture()
+    else {
         return;
     };
-    let remote = Remote::new(RegistryOptions::default(), CredentialChain::empty()).unwrap();
-    let (base_ref, _) = base_in_registry(&remote, &registry);
-    let dir = tempfile::tempdir().unwrap();
-    let context = dir.path().join("ctx");
-    write_files(&context, &[("app.txt", "the app\n", 0o644)]);
-    let builder = Builder::new(dir.path().join("store"))
-        .unwrap()
-        .with_remote(&remote);
     let destination = Reference::parse(&format!("{}/team/bk:v1", registry.host())).unwrap();
     let outcome = builder
         .build(BuildRequest {

@@ -412,6 +412,13 @@ impl Builder {
                     BuildError::Registry(message) => {
                         BuildError::Registry(format!("push failed: {message}"))
                     }
+                    BuildError::RegistryCall { doing, source } => BuildError::RegistryCall {
+                        doing: Some(match doing {
+                            Some(d) => format!("push failed: {d}"),
+                            None => "push failed".into(),
+                        }),
+                        source,
+                    },
                     other => other,
                 })?;
             if let Some(sink) = attest {

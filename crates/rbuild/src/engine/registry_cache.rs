@@ -9,6 +9,7 @@
 //! build: a registry error or a bad entry is a warning and a miss.
 
 use super::layers::StepLayer;
+use crate::error::BuildError;
 use crate::remote::Remote;
 use crate::timestamp::{parse_rfc3339, BuildTime};
 use futures_util::stream::{self, StreamExt};
@@ -66,7 +67,7 @@ pub(super) struct RegistryCache {
     hits: Mutex<HashMap<Digest, StepLayer>>,
     /// Step identity entries found, by identity.
     identities: Mutex<HashMap<Digest, KeyInputs>>,
-    pushes: Mutex<Vec<JoinHandle<Result<(), String>>>>,
+    pushes: Mutex<Vec<JoinHandle<Result<(), BuildError>>>>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -185,22 +186,19 @@ impl RegistryCache {
         }];
         let store = store.clone();
         let remote = self.remote.clone();
-        let handle = std::thread::spawn(move || -> Result<(), String> {
-            let config_descriptor = store
-                .put_blob(&config.to_canonical_json(), MediaType::OciConfig)
-                .map_err(|e| e.to_string())?;
+        let handle = std::thread::spawn(move || -> Result<(), BuildError> {
+            let config_descriptor =
+                store.put_blob(&config.to_canonical_json(), MediaType::OciConfig)?;
             let manifest = entry_manifest(&layer, config_descriptor.clone());
             let blobs = [config_descriptor, layer.descriptor.clone()];
-            remote
-                .push_blobs_from_store(&store, &reference, &blobs)
-                .map_err(|e| e.to_string())?;
+            remote.push_blobs_from_store(&store, &reference, &blobs)?;
             remote
                 .block_on(remote.client().push_manifest(
                     &reference,
                     &manifest.to_canonical_json(),
                     &MediaType::OciManifest,
                 ))
-                .map_err(|e| e.to_string())?;
+                .map_err(BuildError::registry(None))?;
             tracing::debug!(%reference, "registry cache entry pushed");
             Ok(())
         });
@@ -259,7 +257,7 @@ impl RegistryCache {
         let json = inputs.to_json();
         let store = store.clone();
         let remote = self.remote.clone();
-        let handle = std::thread::spawn(move || -> Result<(), String> {
+        let handle = std::thread::spawn(move || -> Result<(), BuildError> {
             // Only an explanation for later builds is lost: no warning.
             let pushed = push_identity_entry(&store, &remote, &reference, json);
             if let Err(e) = pushed {
@@ -297,10 +295,8 @@ fn push_identity_entry(
     remote: &Remote,
     reference: &Reference,
     json: String,
-) -> Result<(), String> {
-    let config = store
-        .put_blob(b"{}", MediaType::Other(EMPTY_CONFIG.into()))
-        .map_err(|e| e.to_string())?;
+) -> Result<(), BuildError> {
+    let config = store.put_blob(b"{}", MediaType::Other(EMPTY_CONFIG.into()))?;
     let mut annotations = std::collections::BTreeMap::new();
     annotations.insert(KEY_INPUTS.to_string(), json);
     let manifest = Manifest {
@@ -312,16 +308,14 @@ fn push_identity_entry(
         subject: None,
         annotations,
     };
-    remote
-        .push_blobs_from_store(store, reference, &[config])
-        .map_err(|e| e.to_string())?;
+    remote.push_blobs_from_store(store, reference, &[config])?;
     remote
         .block_on(remote.client().push_manifest(
             reference,
             &manifest.to_canonical_json(),
             &MediaType::OciManifest,
         ))
-        .map_err(|e| e.to_string())?;
+        .map_err(BuildError::registry(None))?;
     Ok(())
 }
 
