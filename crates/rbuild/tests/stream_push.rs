@@ -92,7 +92,7 @@ fn open_sessions(registry: &TestRegistry, repository: &str) -> usize {
 }
 
 #[test]
-fn layer_is_in_the_registry_when_its_step_ends() {
+fn layer_is_streamed_to_the_registry_before_the_push() {
     let Some(registry) = TestRegistry::start_or_skip(RegistryAuth::None) else {
         return;
     };
@@ -129,17 +129,15 @@ fn layer_is_in_the_registry_when_its_step_ends() {
         layer.size
     );
 
-    // The upload finished before the step did, and the push found the layer there.
+    // The layer was streamed while the step wrote it (its last `PUT` may complete while
+    // later steps run), and the push found it there.
     let log = log.lock().unwrap().clone();
-    let uploaded = log
-        .iter()
-        .position(|l| *l == format!("uploaded {}", layer.digest))
-        .unwrap_or_else(|| panic!("layer never uploaded: {log:?}"));
-    let finished = log.iter().position(|l| l == "finished line 2").unwrap();
     assert!(
-        uploaded < finished,
-        "uploaded after the step ended: {log:?}"
+        log.iter()
+            .any(|l| *l == format!("uploaded {}", layer.digest)),
+        "layer never uploaded: {log:?}"
     );
+    assert!(log.iter().any(|l| l == "finished line 2"), "{log:?}");
     let pushed = &outcome.pushed[0];
     let layer_push = pushed
         .blobs

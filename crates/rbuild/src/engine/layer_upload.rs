@@ -156,3 +156,49 @@ impl<W: Write> Write for UploadTee<'_, W> {
         self.out.flush()
     }
 }
+
+/// Layer uploads whose last `PUT` runs in the background, each on its own thread.
+#[derive(Default)]
+pub(super) struct FinishingUploads {
+    running: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl FinishingUploads {
+    /// Finishes `upload` with `digest` (the committed blob) on a thread of its own; a failure
+    /// is a warning: the push uploads the blob the ordinary way.
+    pub(super) fn start(&self, upload: LayerUpload, digest: Digest) {
+        let finish = move || {
+            if let Err(reason) = upload.finish(&digest) {
+                tracing::warn!(%digest, %reason, "streaming the layer to the registry failed; the push will upload it");
+            }
+        };
+        match std::thread::Builder::new()
+            .name("layer-upload-finish".into())
+            .spawn(finish)
+        {
+            Ok(handle) => self
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(handle),
+            Err(e) => {
+                tracing::debug!(error = %e, "no thread to finish a layer upload: the push uploads it")
+            }
+        }
+    }
+
+    /// Waits until every upload started is finished (or has failed); also when a build
+    /// fails (dropped).
+    pub(super) fn wait(&self) {
+        let running = std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner()));
+        for handle in running {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for FinishingUploads {
+    fn drop(&mut self) {
+        self.wait();
+    }
+}

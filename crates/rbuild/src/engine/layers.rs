@@ -143,11 +143,9 @@ impl Env<'_> {
         phases.store_write += profile.output().saturating_sub(waited) + committing.elapsed();
         phases.upload += waited;
         if let Some(upload) = upload {
-            let finishing = Instant::now();
-            if let Err(reason) = upload.finish(&digest) {
-                tracing::warn!(%digest, %reason, "streaming the layer to the registry failed; the push will upload it");
-            }
-            stage.phases.upload += finishing.elapsed();
+            // The registry checks and commits the blob while the next step runs; the push
+            // waits for it (`FinishingUploads::wait`).
+            self.finishing_uploads.start(upload, digest.clone());
         }
         let media_type = match self.format {
             ImageFormat::Oci => info.media_type.clone(),

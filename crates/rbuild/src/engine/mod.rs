@@ -278,6 +278,7 @@ impl Builder {
         }
         let final_stages = final_stages(&plan);
         let env = Env {
+            finishing_uploads: Default::default(),
             reaper: reaper::Reaper::new(),
             depended_on: plan
                 .stages
@@ -389,6 +390,8 @@ impl Builder {
             }
         }
         let outcome = self.run_stages(&env, &plan, &request, &created);
+        // The push finds the streamed layers there (or uploads those that failed).
+        env.finishing_uploads.wait();
         let cache_warnings = env
             .registry_cache
             .as_ref()
@@ -654,6 +657,8 @@ impl Builder {
 
 /// What every step of one build shares.
 struct Env<'a> {
+    /// Streamed layers whose upload is being finished in the background.
+    finishing_uploads: layer_upload::FinishingUploads,
     /// Deletes scratch trees in the background; waited for at the end of the build.
     reaper: reaper::Reaper,
     /// The stages some stage depends on (`COPY --from`, `FROM`): their filesystems are kept
