@@ -36,5 +36,5 @@ mod walk;
 pub use error::FsError;
 pub use meta::{FileMeta, Kind};
 pub use resolve::{resolve_in_root, Node, MAX_SYMLINKS};
-pub use root::{read_xattrs, Root, SetMeta};
+pub use root::{read_xattrs, set_meta_of, Root, SetMeta};
 pub use walk::{walk, Visit, WalkEntry};

@@ -263,18 +263,7 @@ impl Root {
             Mode::empty(),
             "open",
         )?;
-        if let Some((uid, gid)) = meta.owner {
-            rustix::fs::fchown(&fd, Some(uid_of(uid)), Some(gid_of(gid)))
-                .map_err(FsError::io("chown", rel))?;
-        }
-        if let Some(mode) = meta.mode {
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))
-                .map_err(FsError::io("chmod", rel))?;
-        }
-        if let Some(t) = meta.mtime {
-            rustix::fs::futimens(&fd, &timestamps(t)).map_err(FsError::io("set times of", rel))?;
-        }
-        Ok(())
+        set_meta_of(&fd, meta, rel)
     }
 
     /// Sets extended attributes on the regular file or directory `rel` (never through a
@@ -305,6 +294,23 @@ impl Root {
         }
         Ok(failed)
     }
+}
+
+/// Sets `meta` on the open regular file or directory `fd` (`rel` names it in errors): the
+/// owner first (a `chown` clears setuid bits), then the mode, then the times.
+pub fn set_meta_of(fd: &impl AsFd, meta: SetMeta, rel: &Path) -> Result<(), FsError> {
+    if let Some((uid, gid)) = meta.owner {
+        rustix::fs::fchown(fd, Some(uid_of(uid)), Some(gid_of(gid)))
+            .map_err(FsError::io("chown", rel))?;
+    }
+    if let Some(mode) = meta.mode {
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode & 0o7777))
+            .map_err(FsError::io("chmod", rel))?;
+    }
+    if let Some(t) = meta.mtime {
+        rustix::fs::futimens(fd, &timestamps(t)).map_err(FsError::io("set times of", rel))?;
+    }
+    Ok(())
 }
 
 /// The kernel's view of where the open directory `fd` is (never a second resolution).

@@ -52,6 +52,8 @@ pub struct Staging<'a> {
     /// The owners of the stage's directories as its layers record them, when the files on
     /// disk cannot say (a builder that is not root could not give them their owners).
     stage_owners: Option<OwnerMap>,
+    /// The copy buffer of [`Staging::put_file`], reused for every file.
+    buffer: Vec<u8>,
 }
 
 impl<'a> Staging<'a> {
@@ -74,6 +76,7 @@ impl<'a> Staging<'a> {
             known_dirs: Default::default(),
             owners: OwnerMap::new(),
             stage_owners: None,
+            buffer: Vec::new(),
         }
     }
 
@@ -267,6 +270,14 @@ impl<'a> Staging<'a> {
     /// The staged place of the new entry `abs`: its parents resolved and created, whatever
     /// was staged there before removed (a symlink is replaced, never written through).
     fn new_entry(&mut self, abs: &Path) -> Result<PathBuf, BuildError> {
+        let rel = self.entry_place(abs)?;
+        self.clear_place(&rel)?;
+        Ok(rel)
+    }
+
+    /// The staged place of the new entry `abs`, its parents resolved and created; whatever
+    /// is there is left (see [`Staging::clear_place`]).
+    fn entry_place(&mut self, abs: &Path) -> Result<PathBuf, BuildError> {
         let rel = self.resolved(abs, false)?;
         if rel.file_name().is_none() {
             return Err(self.fs_error()(FsError::WrongType {
@@ -275,12 +286,17 @@ impl<'a> Staging<'a> {
             }));
         }
         self.ensure_rel_dir(rel.parent().unwrap_or(Path::new("")))?;
-        self.tree()?.remove(&rel).map_err(self.fs_error())?;
-        if self.known_dirs.remove(&rel) {
-            self.known_dirs.retain(|d| !d.starts_with(&rel));
-            self.dir_times.retain(|d, _| !d.starts_with(&rel));
-        }
         Ok(rel)
+    }
+
+    /// Removes what was staged at `rel` (a symlink is removed, never written through).
+    fn clear_place(&mut self, rel: &Path) -> Result<(), BuildError> {
+        self.tree()?.remove(rel).map_err(self.fs_error())?;
+        if self.known_dirs.remove(rel) {
+            self.known_dirs.retain(|d| !d.starts_with(rel));
+            self.dir_times.retain(|d, _| !d.starts_with(rel));
+        }
+        Ok(())
     }
 
     /// Stages a regular file with `data` read from `source`.
@@ -290,14 +306,38 @@ impl<'a> Staging<'a> {
         source: &mut dyn std::io::Read,
         meta: EntryMeta,
     ) -> Result<(), BuildError> {
-        let rel = self.new_entry(abs.as_ref())?;
-        let mut out = self
-            .tree()?
-            .create_file(&rel, 0o600)
-            .map_err(self.fs_error())?;
-        std::io::copy(source, &mut out).map_err(BuildError::io("write", self.root.join(&rel)))?;
-        drop(out);
-        self.set_meta(&rel, meta, false)
+        // Created exclusively (never through a symlink); only when something was staged there
+        // already is it removed first, which most files need not pay for.
+        let rel = self.entry_place(abs.as_ref())?;
+        let mut out = match self.tree()?.create_file(&rel, 0o600) {
+            Err(FsError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                self.clear_place(&rel)?;
+                self.tree()?.create_file(&rel, 0o600)
+            }
+            other => other,
+        }
+        .map_err(self.fs_error())?;
+        let written = BuildError::io("write", self.root.join(&rel));
+        copy_data(source, &mut out, &mut self.buffer).map_err(written)?;
+        // The new file's metadata through its open handle (no second resolution).
+        self.owners.insert(rel.clone(), (meta.uid, meta.gid));
+        let set = SetMeta {
+            mode: Some(meta.mode),
+            owner: Some((meta.uid, meta.gid)),
+            mtime: Some(meta.mtime),
+        };
+        match rbuild_fs::set_meta_of(&out, set, &rel) {
+            Err(FsError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                // Not privileged to chown: the layer gets the owner from the owner map.
+                rbuild_fs::set_meta_of(&out, SetMeta { owner: None, ..set }, &rel)
+            }
+            other => other,
+        }
+        .map_err(self.fs_error())
     }
 
     /// Sets extended attributes on the staged entry `abs`; those that cannot be set are
@@ -367,6 +407,27 @@ impl<'a> Staging<'a> {
             }
         };
         set_with_owner(self.tree()?, rel, set).map_err(self.fs_error())
+    }
+}
+
+/// Copies all of `source` into `out` through `buffer` (made 256 KiB on first use: an 8 KiB
+/// buffer, `io::copy`'s, costs thousands of system calls on a large context).
+fn copy_data(
+    source: &mut dyn std::io::Read,
+    out: &mut impl std::io::Write,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    if buffer.is_empty() {
+        buffer.resize(256 * 1024, 0);
+    }
+    loop {
+        let n = match source.read(buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buffer[..n])?;
     }
 }
 
