@@ -106,17 +106,23 @@ impl Merge {
                 .rename_to(&child, &self.lower, &child)
                 .map_err(merge_error)?;
             report.moved += 1;
-            match meta.kind {
-                Kind::Dir => {
-                    self.clean_moved_dir(&child)?;
-                    // Moving a directory (and cleaning it) may touch its times: put them back.
-                    self.set_times(&child, &meta)?;
-                }
-                Kind::File => self.strip_overlay_xattrs(&child)?,
-                Kind::Symlink | Kind::Special => {}
-            }
+            self.settle(&child, &meta)?;
         }
         Ok(())
+    }
+
+    /// Cleans the lower dir's `rel`, just moved there (or below what was): a directory of
+    /// the markers in everything below it, its times put back (moving and cleaning touch
+    /// them); a file of overlayfs' attributes.
+    fn settle(&self, rel: &Path, meta: &FileMeta) -> Result<(), LayerError> {
+        match meta.kind {
+            Kind::Dir => {
+                self.clean_moved_dir(rel)?;
+                self.set_times(rel, meta)
+            }
+            Kind::File => self.strip_overlay_xattrs(rel),
+            Kind::Symlink | Kind::Special => Ok(()),
+        }
     }
 
     /// Moves the lower dir's `rel`, if there is one, into the trash.
@@ -143,14 +149,7 @@ impl Merge {
                 self.lower.remove(&child).map_err(merge_error)?;
                 continue;
             }
-            match meta.kind {
-                Kind::Dir => {
-                    self.clean_moved_dir(&child)?;
-                    self.set_times(&child, &meta)?;
-                }
-                Kind::File => self.strip_overlay_xattrs(&child)?,
-                Kind::Symlink | Kind::Special => {}
-            }
+            self.settle(&child, &meta)?;
         }
         Ok(())
     }

@@ -86,7 +86,7 @@ pub use tree_diff::{compare, Diff, Difference};
 pub use canned_http::{CannedServer, Reply};
 pub use error::TestkitError;
 pub use fault_proxy::{Fault, FaultProxy, FaultRule};
-pub use image::{TestImage, TestLayer};
+pub use image::{pseudo_random, TestImage, TestLayer};
 pub use registry::{AccessLogEntry, RegistryAuth, TestRegistry, REGISTRY_BINARY};
 pub use tls::TestTls;
 pub use token_issuer::{TokenIssuer, TokenIssuerConfig, TokenRequest};

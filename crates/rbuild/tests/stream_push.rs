@@ -13,19 +13,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Incompressible bytes (xorshift), so the layer is several upload chunks.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn fast_remote(max_retries: u32) -> Remote {
     let options = RegistryOptions {
         retry: RetryPolicy {
@@ -43,7 +30,11 @@ fn fast_remote(max_retries: u32) -> Remote {
 fn big_context(dir: &Path, seed: u64) -> std::path::PathBuf {
     let context = dir.join("ctx");
     std::fs::create_dir_all(&context).unwrap();
-    std::fs::write(context.join("big"), random_bytes(3 << 20 | 1 << 19, seed)).unwrap();
+    std::fs::write(
+        context.join("big"),
+        rbuild_testkit::pseudo_random(3 << 20 | 1 << 19, seed),
+    )
+    .unwrap();
     context
 }
 
