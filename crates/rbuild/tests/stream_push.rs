@@ -249,3 +249,55 @@ fn a_registry_refusing_every_upload_gets_no_blob_and_no_tag() {
         "the stream's session was not deleted: {events:?}"
     );
 }
+
+/// With the registry cache on, the cache entry of a streamed layer mounts the blob from the
+/// image's repository: the layer crosses the wire once (its upload is finished before the
+/// cache entry is pushed, not in the background).
+#[test]
+fn a_streamed_layer_crosses_the_wire_once_with_the_registry_cache() {
+    let Some(registry) = TestRegistry::start_or_skip(RegistryAuth::None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let remote = fast_remote(2);
+    let uploads: Arc<Mutex<Vec<(Digest, TransferKind)>>> = Arc::default();
+    let seen = uploads.clone();
+    let on_transfer: TransferFn = Arc::new(move |t| {
+        seen.lock().unwrap().push((t.digest.clone(), t.kind));
+    });
+    remote.client().set_progress(on_transfer);
+    let builder = Builder::new(work.path().join("store"))
+        .unwrap()
+        .with_remote(&remote);
+    let destination = Reference::parse(&format!("{}/team/app:v1", registry.host())).unwrap();
+    let outcome = builder
+        .build(BuildRequest {
+            context: ContextSource::Dir(big_context(work.path(), 7)),
+            dockerfile: DockerfileSource::Text("FROM scratch\nCOPY big /big\n".into()),
+            source_date_epoch: Some(0),
+            destinations: vec![destination],
+            cache: true,
+            ..BuildRequest::default()
+        })
+        .unwrap();
+    let layer = &outcome.manifest.layers[0].digest;
+    let kinds: Vec<TransferKind> = uploads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(d, _)| d == layer)
+        .map(|(_, k)| *k)
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == TransferKind::Uploaded)
+            .count(),
+        1,
+        "the layer was uploaded more than once: {kinds:?}"
+    );
+    assert!(
+        kinds.contains(&TransferKind::Mounted),
+        "the cache entry did not mount the layer: {kinds:?}"
+    );
+}

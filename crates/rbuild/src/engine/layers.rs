@@ -143,9 +143,23 @@ impl Env<'_> {
         phases.store_write += profile.output().saturating_sub(waited) + committing.elapsed();
         phases.upload += waited;
         if let Some(upload) = upload {
-            // The registry checks and commits the blob while the next step runs; the push
-            // waits for it (`FinishingUploads::wait`).
-            self.finishing_uploads.start(upload, digest.clone());
+            let cached_remotely = self
+                .registry_cache
+                .as_ref()
+                .is_some_and(|c| c.kinds.wants(keyword));
+            if cached_remotely {
+                // The registry cache's entry mounts the blob from the image's repository,
+                // which it can only once the upload is finished.
+                let finishing = Instant::now();
+                if let Err(reason) = upload.finish(&digest) {
+                    tracing::warn!(%digest, %reason, "streaming the layer to the registry failed; the push will upload it");
+                }
+                stage.phases.upload += finishing.elapsed();
+            } else {
+                // The registry checks and commits the blob while the next step runs; the
+                // push waits for it (`FinishingUploads::wait`).
+                self.finishing_uploads.start(upload, digest.clone());
+            }
         }
         let media_type = match self.format {
             ImageFormat::Oci => info.media_type.clone(),
