@@ -16,6 +16,10 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         ..PruneOptions::default()
     };
     let report = store.prune(&options)?;
+    // Scratch trees earlier builds left to their background deleter.
+    rbuild::Builder::new(&dir)
+        .with_context(|| format!("--cache-dir {}", dir.display()))?
+        .empty_trash();
     println!(
         "pruned {} cache records and {} blobs ({} bytes); {} bytes kept in {}",
         report.removed_records,

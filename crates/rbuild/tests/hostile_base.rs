@@ -102,12 +102,14 @@ fn build_steps_on(remote: &Remote, work: &Path, base: &str, steps: &str) -> (Str
     }
 }
 
-/// Nothing left looking valid: no unpacked tree in the scratch dir, no step-cache record.
+/// Nothing left looking valid: no unpacked tree in the scratch dir (the trash, where trees
+/// wait for the background deleter, is never read by a build), no step-cache record.
 fn assert_nothing_left(store_dir: &Path) {
     let work = store_dir.join(".rbuild-work");
     let left: Vec<String> = fs::read_dir(&work)
         .map(|d| {
             d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name != "trash")
                 .collect()
         })
         .unwrap_or_default();

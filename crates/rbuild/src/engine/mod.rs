@@ -84,7 +84,10 @@ impl Builder {
     /// A builder over the content store at `store_dir` (created if missing); scratch space
     /// (rootfs trees, staging) goes under `<store_dir>/.rbuild-work`, which is private to the
     /// user running the build (0700), one locked directory per build; what a killed build
-    /// left there is removed by the next build.
+    /// left there is removed by the next build. Trees a build no longer needs are moved to
+    /// `.rbuild-work/trash` and deleted by a background thread, which a build does not wait
+    /// for: what is left there when the process ends goes with the next build, or with
+    /// [`Builder::empty_trash`] (`rbuild prune`).
     pub fn new(store_dir: impl AsRef<Path>) -> Result<Builder, BuildError> {
         let store = Store::open(store_dir.as_ref())?;
         let work = WorkArea::open(store.root().join(".rbuild-work"))?;
@@ -95,6 +98,11 @@ impl Builder {
             progress: None,
             remote: None,
         })
+    }
+
+    /// Deletes what builds left in the work area's trash, now (`rbuild prune` calls it).
+    pub fn empty_trash(&self) {
+        reaper::empty_trash(&self.work.path().join(reaper::TRASH));
     }
 
     /// Runs RUN steps in `rbuild-sandbox` with this isolation (the default is
@@ -279,7 +287,7 @@ impl Builder {
         let final_stages = final_stages(&plan);
         let env = Env {
             finishing_uploads: Default::default(),
-            reaper: reaper::Reaper::new(),
+            reaper: reaper::Reaper::new(self.work.path().join(reaper::TRASH)),
             depended_on: plan
                 .stages
                 .iter()
@@ -428,9 +436,6 @@ impl Builder {
                 sink.push_took(push_started.elapsed());
             }
         }
-        // The scratch trees deleted while the image was pushed are gone before the build
-        // says it is done.
-        env.reaper.finish();
         // Last, as Kaniko: a digest file names an image that was pushed (when pushing).
         if let Some(path) = &request.digest_file {
             output_file::write_output(path, |file| {
@@ -659,7 +664,7 @@ impl Builder {
 struct Env<'a> {
     /// Streamed layers whose upload is being finished in the background.
     finishing_uploads: layer_upload::FinishingUploads,
-    /// Deletes scratch trees in the background; waited for at the end of the build.
+    /// Moves scratch trees to the trash, deleted in the background.
     reaper: reaper::Reaper,
     /// The stages some stage depends on (`COPY --from`, `FROM`): their filesystems are kept
     /// until the end of the build; the others' go as soon as their stage is done.
