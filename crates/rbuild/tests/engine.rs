@@ -866,3 +866,49 @@ fn docker_format_lists_base_layers_with_docker_media_types() {
         ]
     );
 }
+
+/// A build's scratch trees go to the work area's trash (private), never elsewhere, and
+/// `empty_trash` (`rbuild prune`) leaves it empty; the build dir itself is gone when the
+/// build returns.
+#[test]
+fn scratch_trees_go_to_the_private_trash_and_prune_empties_it() {
+    let f = fixture();
+    write_files(
+        &f.context,
+        &[("a.txt", "a\n", 0o644), ("b/c.txt", "c\n", 0o644)],
+    );
+    f.builder
+        .build(request(
+            &f.context,
+            "FROM busybox\nCOPY a.txt /a.txt\nCOPY b /b\nWORKDIR /w\n",
+        ))
+        .unwrap();
+    let work = f.root.join("store/.rbuild-work");
+    let left: Vec<String> = std::fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.iter().all(|n| n == "trash"),
+        "only the trash may outlive a build: {left:?}"
+    );
+    let trash = work.join("trash");
+    if trash.exists() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&trash).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "the trash is private");
+    }
+    // The build's own background thread may still be deleting beside it: both converge.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        f.builder.empty_trash();
+        if std::fs::read_dir(&trash).map_or(true, |mut d| d.next().is_none()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prune does not empty the trash"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
