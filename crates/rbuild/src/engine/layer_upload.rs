@@ -18,6 +18,20 @@ const UPLOAD_CHUNK: usize = 1 << 20;
 /// Chunks queued for the upload thread; the layer writer waits when they are all taken.
 const CHUNKS_QUEUED: usize = 4;
 
+/// Why a streamed layer did not reach the registry (the push then uploads it).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum UploadError {
+    /// The session was abandoned before it was finished.
+    #[error("the upload was cancelled")]
+    Cancelled,
+    /// The registry refused or failed the upload.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The upload thread panicked.
+    #[error("the upload thread panicked")]
+    Panicked,
+}
+
 /// An upload running beside a layer write.
 pub(super) struct LayerUpload {
     chunks: Option<mpsc::Sender<Vec<u8>>>,
@@ -100,7 +114,7 @@ impl LayerUpload {
 
     /// Sends what is left and finishes the session with `digest` (the blob the store has
     /// committed). Returns the reason when the blob did not reach the registry.
-    pub(super) fn finish(mut self, digest: &Digest) -> Result<(), String> {
+    pub(super) fn finish(mut self, digest: &Digest) -> Result<(), UploadError> {
         if !self.pending.is_empty() {
             self.send_pending();
         }
@@ -113,9 +127,9 @@ impl LayerUpload {
                 tracing::debug!(%digest, destination = %self.destination, "layer streamed to the registry");
                 Ok(())
             }
-            Some(Ok(false)) => Err("the upload was cancelled".into()),
-            Some(Err(e)) => Err(e.to_string()),
-            None => Err("the upload thread panicked".into()),
+            Some(Ok(false)) => Err(UploadError::Cancelled),
+            Some(Err(e)) => Err(UploadError::Registry(e)),
+            None => Err(UploadError::Panicked),
         }
     }
 

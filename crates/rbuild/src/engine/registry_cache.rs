@@ -342,36 +342,60 @@ fn entry_manifest(layer: &StepLayer, config: Descriptor) -> Manifest {
 
 /// Reads a cache entry: `Ok(None)` when it is older than `ttl`, `Err` when it is not an entry
 /// this cache wrote.
-fn parse_entry(bytes: &[u8], ttl: Option<Duration>, now: i64) -> Result<Option<StepLayer>, String> {
-    let manifest = Manifest::from_json(bytes).map_err(|e| format!("not an image manifest: {e}"))?;
+/// Why a registry cache entry is not one this cache wrote.
+#[derive(Debug, thiserror::Error)]
+enum EntryError {
+    /// Not an image manifest at all.
+    #[error("not an image manifest: {0}")]
+    NotManifest(#[source] rbuild_oci::OciError),
+    /// An entry holds exactly one layer.
+    #[error("{0} layers instead of 1")]
+    LayerCount(usize),
+    /// An annotation the entry needs is missing.
+    #[error("no {0} annotation")]
+    Missing(&'static str),
+    /// An annotation does not hold what it should.
+    #[error("bad {0}")]
+    Bad(&'static str),
+    /// The diffID annotation is not a digest.
+    #[error("bad {DIFF_ID}: {0}")]
+    BadDiffId(#[source] rbuild_oci::OciError),
+    /// The layer's media type is not a layer's.
+    #[error("layer media type {0} is not a layer's")]
+    NotLayer(MediaType),
+}
+
+fn parse_entry(
+    bytes: &[u8],
+    ttl: Option<Duration>,
+    now: i64,
+) -> Result<Option<StepLayer>, EntryError> {
+    let manifest = Manifest::from_json(bytes).map_err(EntryError::NotManifest)?;
     let [descriptor] = manifest.layers.as_slice() else {
-        return Err(format!("{} layers instead of 1", manifest.layers.len()));
+        return Err(EntryError::LayerCount(manifest.layers.len()));
     };
-    let get = |name: &str| {
+    let get = |name: &'static str| {
         manifest
             .annotations
             .get(name)
-            .ok_or_else(|| format!("no {name} annotation"))
+            .ok_or(EntryError::Missing(name))
     };
-    let diff_id = Digest::parse(get(DIFF_ID)?).map_err(|e| format!("bad {DIFF_ID}: {e}"))?;
+    let diff_id = Digest::parse(get(DIFF_ID)?).map_err(EntryError::BadDiffId)?;
     let created_by = get(CREATED_BY)?.clone();
     let layer_op = match get(LAYER_OP)?.as_str() {
         "true" => true,
         "false" => false,
-        other => return Err(format!("bad {LAYER_OP} {other:?}")),
+        _ => return Err(EntryError::Bad(LAYER_OP)),
     };
-    let created = parse_rfc3339(get(CREATED)?).ok_or_else(|| format!("bad {CREATED}"))?;
+    let created = parse_rfc3339(get(CREATED)?).ok_or(EntryError::Bad(CREATED))?;
     // Entries of older rbuild versions lack it: the layer then gets this build's time.
     let layer_created = match manifest.annotations.get(LAYER_CREATED) {
         Some(t) if parse_rfc3339(t).is_some() => Some(t.clone()),
-        Some(_) => return Err(format!("bad {LAYER_CREATED}")),
+        Some(_) => return Err(EntryError::Bad(LAYER_CREATED)),
         None => None,
     };
     if !descriptor.media_type.is_layer() {
-        return Err(format!(
-            "layer media type {} is not a layer's",
-            descriptor.media_type
-        ));
+        return Err(EntryError::NotLayer(descriptor.media_type.clone()));
     }
     if let Some(ttl) = ttl {
         if now.saturating_sub(created) > ttl.as_secs() as i64 {
@@ -421,7 +445,7 @@ mod tests {
         let mut manifest = entry_manifest(&layer(), config);
         manifest.annotations.remove(DIFF_ID);
         let err = parse_entry(&manifest.to_canonical_json(), None, 0).unwrap_err();
-        assert!(err.contains(DIFF_ID), "{err}");
+        assert!(err.to_string().contains(DIFF_ID), "{err}");
         manifest.layers.clear();
         assert!(parse_entry(&manifest.to_canonical_json(), None, 0).is_err());
         assert!(parse_entry(b"{\"not\":1}", None, 0).is_err());
