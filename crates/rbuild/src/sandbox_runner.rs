@@ -25,9 +25,7 @@ impl SandboxRunner {
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
     }
-}
 
-impl SandboxRunner {
     /// Whether a step's upper dir, once its owners are mapped back, holds the owners that
     /// applying its layer would give: yes for root (the files get the container's ids) and
     /// for a builder with one id (the files are its own, as an apply by it makes them); not

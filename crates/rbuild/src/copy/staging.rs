@@ -328,16 +328,8 @@ impl<'a> Staging<'a> {
             owner: Some((meta.uid, meta.gid)),
             mtime: Some(meta.mtime),
         };
-        match rbuild_fs::set_meta_of(&out, set, &rel) {
-            Err(FsError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::PermissionDenied =>
-            {
-                // Not privileged to chown: the layer gets the owner from the owner map.
-                rbuild_fs::set_meta_of(&out, SetMeta { owner: None, ..set }, &rel)
-            }
-            other => other,
-        }
-        .map_err(self.fs_error())
+        set_with_owner(&rel, set, |set| rbuild_fs::set_meta_of(&out, set, &rel))
+            .map_err(self.fs_error())
     }
 
     /// Sets extended attributes on the staged entry `abs`; those that cannot be set are
@@ -406,7 +398,8 @@ impl<'a> Staging<'a> {
                 mtime: Some(meta.mtime),
             }
         };
-        set_with_owner(self.tree()?, rel, set).map_err(self.fs_error())
+        let tree = self.tree()?;
+        set_with_owner(rel, set, |set| tree.set_meta(rel, set)).map_err(self.fs_error())
     }
 }
 
@@ -431,11 +424,15 @@ fn copy_data(
     }
 }
 
-/// Sets `set` on `rel`, its owner included. Without the privilege to `chown` (a builder that
-/// is not root), the entry keeps the builder's ids on disk; the layer still gets the right
-/// ones from the owner map.
-fn set_with_owner(tree: &Root, rel: &Path, set: SetMeta) -> Result<(), FsError> {
-    match tree.set_meta(rel, set) {
+/// Sets `set` on `rel` with `apply` (by path or through an open handle), its owner included.
+/// Without the privilege to `chown` (a builder that is not root), the entry keeps the
+/// builder's ids on disk; the layer still gets the right ones from the owner map.
+fn set_with_owner(
+    rel: &Path,
+    set: SetMeta,
+    apply: impl Fn(SetMeta) -> Result<(), FsError>,
+) -> Result<(), FsError> {
+    match apply(set) {
         Ok(()) => Ok(()),
         Err(FsError::Io { source, .. })
             if source.kind() == std::io::ErrorKind::PermissionDenied =>
@@ -444,7 +441,7 @@ fn set_with_owner(tree: &Root, rel: &Path, set: SetMeta) -> Result<(), FsError> 
                 path = %rel.display(),
                 "owner recorded for the layer only (not privileged to chown)"
             );
-            tree.set_meta(rel, SetMeta { owner: None, ..set })
+            apply(SetMeta { owner: None, ..set })
         }
         Err(e) => Err(e),
     }

@@ -133,6 +133,13 @@ impl LayerUpload {
         }
     }
 
+    /// [`LayerUpload::finish`], a failure only a warning: the push uploads the blob then.
+    pub(super) fn finish_or_warn(self, digest: &Digest) {
+        if let Err(reason) = self.finish(digest) {
+            tracing::warn!(%digest, %reason, "streaming the layer to the registry failed; the push will upload it");
+        }
+    }
+
     fn join(&mut self) -> Option<Result<bool, RegistryError>> {
         self.thread.take().and_then(|t| t.join().ok())
     }
@@ -181,11 +188,7 @@ impl FinishingUploads {
     /// Finishes `upload` with `digest` (the committed blob) on a thread of its own; a failure
     /// is a warning: the push uploads the blob the ordinary way.
     pub(super) fn start(&self, upload: LayerUpload, digest: Digest) {
-        let finish = move || {
-            if let Err(reason) = upload.finish(&digest) {
-                tracing::warn!(%digest, %reason, "streaming the layer to the registry failed; the push will upload it");
-            }
-        };
+        let finish = move || upload.finish_or_warn(&digest);
         match std::thread::Builder::new()
             .name("layer-upload-finish".into())
             .spawn(finish)

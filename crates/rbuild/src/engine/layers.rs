@@ -151,9 +151,7 @@ impl Env<'_> {
                 // The registry cache's entry mounts the blob from the image's repository,
                 // which it can only once the upload is finished.
                 let finishing = Instant::now();
-                if let Err(reason) = upload.finish(&digest) {
-                    tracing::warn!(%digest, %reason, "streaming the layer to the registry failed; the push will upload it");
-                }
+                upload.finish_or_warn(&digest);
                 stage.phases.upload += finishing.elapsed();
             } else {
                 // The registry checks and commits the blob while the next step runs; the

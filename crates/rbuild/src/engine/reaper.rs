@@ -8,6 +8,7 @@
 //! the process ends is deleted by the next build's thread, or by `rbuild prune`
 //! ([`empty_trash`]). Trash is never read: nothing in it looks like a tree a build could use.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
@@ -49,7 +50,7 @@ impl Reaper {
         );
         let made = std::fs::DirBuilder::new()
             .recursive(true)
-            .mode_private()
+            .mode(0o700)
             .create(&self.trash);
         let moved = made.and_then(|()| std::fs::rename(dir.path(), self.trash.join(&name)));
         match moved {
@@ -118,17 +119,6 @@ pub(crate) fn empty_trash(trash: &Path) {
         if let Err(e) = root.remove(&name) {
             tracing::debug!(path = %trash.join(&name).display(), error = %e, "not deleted from the trash");
         }
-    }
-}
-
-/// `DirBuilder` with mode 0700.
-trait PrivateMode {
-    fn mode_private(&mut self) -> &mut Self;
-}
-
-impl PrivateMode for std::fs::DirBuilder {
-    fn mode_private(&mut self) -> &mut Self {
-        std::os::unix::fs::DirBuilderExt::mode(self, 0o700)
     }
 }
 
